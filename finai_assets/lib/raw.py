@@ -1,0 +1,357 @@
+"""Reading, normalising and quarantining the raw files (snapshots and card transactions).
+
+Every input row ends in one of three classes:
+- normalised: padded numbers, `NA` tokens and sentinels become typed values or nulls (plus a
+  flag column where the null carries meaning);
+- quarantined, with a reason (unparseable dates, duplicate (month, customer), invalid flags,
+  impossible ages, ...);
+- the whole file is rejected (wrong schema, wrong dataset, truncated or not a CSV, or more than
+  `max_quarantine_share` of its rows quarantined) with a `RawFileError` naming the problem and
+  the fix. A rejected file changes nothing already materialized (the caller writes atomically).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+
+from finai_assets.lib.schema import (
+    PRODUCT_COLUMNS,
+    SEGMENTS,
+    SNAPSHOT_COLUMNS,
+    TRANSACTION_COLUMNS,
+    TRANSACTION_OPTIONAL_COLUMNS,
+    WRONG_DATASET_MARKERS,
+)
+
+NA_TOKENS = ("", "NA", "NAN", "NULL", "NONE")
+SENTINEL_ANTIGUEDAD = -999999
+MAX_AGE = 120
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+class RawFileError(ValueError):
+    """A raw file that cannot be used as it is; the message names the problem and the fix."""
+
+
+@dataclasses.dataclass
+class RawLoad:
+    table: pl.DataFrame  # normalised rows
+    quarantine: pl.DataFrame  # raw string columns + `source_row` + `reason`
+    n_input_rows: int
+    quarantine_reasons: dict[str, int]
+    normalisations: dict[str, int]
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.quarantine.height / max(self.n_input_rows, 1)
+
+
+# ---------------------------------------------------------------- reading files as strings
+
+
+def read_raw_strings(path: Path, expected: tuple[str, ...], optional: tuple[str, ...], what: str) -> pl.DataFrame:
+    """Read csv / csv.gz / parquet into an all-string frame with exactly the expected columns."""
+    name = path.name.lower()
+    if not path.exists():
+        raise RawFileError(f"{what}: {path} does not exist")
+    if not name.endswith(SUPPORTED_SUFFIXES):
+        raise RawFileError(
+            f"{what}: {path.name} has an unsupported extension; use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if path.stat().st_size == 0:
+        raise RawFileError(f"{what}: {path} is empty; copy the file again")
+    if name.endswith(".parquet"):
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as exc:  # polars raises several error types on a broken footer
+            raise RawFileError(
+                f"{what}: {path} is not a readable parquet file ({exc.__class__.__name__}: {exc}); "
+                "it may be truncated: copy it again"
+            ) from exc
+        _check_columns(frame.columns, expected, optional, what, path)
+        return _canonical(frame.select(pl.all().cast(pl.Utf8)), expected, optional)
+    if name.endswith(".gz"):
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / path.name[:-3]
+            try:
+                with gzip.open(path, "rb") as src, plain.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+            except (EOFError, OSError, gzip.BadGzipFile) as exc:
+                raise RawFileError(
+                    f"{what}: {path} is not a complete gzip file ({exc}); it is truncated or corrupt: copy it again"
+                ) from exc
+            return _read_csv(plain, expected, optional, what, path)
+    return _read_csv(path, expected, optional, what, path)
+
+
+def _read_csv(path: Path, expected, optional, what: str, shown: Path) -> pl.DataFrame:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+        fh.seek(max(path.stat().st_size - 1, 0))
+        last = fh.read(1)
+    if b"\x00" in head:
+        raise RawFileError(f"{what}: {shown} is not a CSV text file (binary content); export it as CSV")
+    header = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip().replace('"', "")
+    _check_columns([c.strip() for c in header.split(",")], expected, optional, what, shown)
+    if last != b"\n":
+        raise RawFileError(
+            f"{what}: {shown} is truncated (its last line is incomplete, no final newline); copy the file again"
+        )
+    try:
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"')
+    except pl.exceptions.PolarsError as exc:
+        raise RawFileError(f"{what}: {shown} could not be parsed as CSV ({exc}); check the delimiter (,) and quoting") from exc
+    return _canonical(frame.rename({c: c.strip() for c in frame.columns}), expected, optional)
+
+
+def _canonical(frame: pl.DataFrame, expected, optional) -> pl.DataFrame:
+    """Columns in the declared order (a file may order them differently)."""
+    return frame.select(*expected, *[c for c in optional if c in frame.columns])
+
+
+def _check_columns(columns, expected, optional, what: str, path: Path) -> None:
+    cols = [c.strip() for c in columns]
+    if all(m in cols for m in WRONG_DATASET_MARKERS) or any(c.startswith("var_") for c in cols[:5]):
+        raise RawFileError(
+            f"{what}: {path.name} is Kaggle 'Santander Customer Transaction Prediction' (ID_code, target, "
+            f"var_0...), not the dataset expected. finai_assets needs 'Santander Product Recommendation' "
+            f"train_ver2.csv (columns {', '.join(SNAPSHOT_COLUMNS[:4])}, ...): download that file and put it at the "
+            "documented path"
+        )
+    missing = [c for c in expected if c not in cols]
+    extra = [c for c in cols if c not in expected and c not in optional]
+    if missing or extra:
+        raise RawFileError(
+            f"{what}: {path.name} has the wrong schema: missing columns {missing or 'none'}, unexpected columns "
+            f"{extra or 'none'}. Expected exactly: {', '.join(expected)}"
+        )
+
+
+# ---------------------------------------------------------------- expression helpers
+
+
+def _na(col: str) -> pl.Expr:
+    """The raw string with surrounding blanks removed and NA tokens as null."""
+    s = pl.col(col).str.strip_chars()
+    return pl.when(s.str.to_uppercase().is_in(NA_TOKENS)).then(None).otherwise(s)
+
+
+def _number(col: str) -> pl.Expr:
+    return _na(col).cast(pl.Float64, strict=False)
+
+
+def _bad_number(col: str) -> pl.Expr:
+    return _na(col).is_not_null() & _number(col).is_null()
+
+
+def _date(col: str, fmt: str = "%Y-%m-%d") -> pl.Expr:
+    return _na(col).str.strptime(pl.Date, fmt, strict=False)
+
+
+def _reason(cond: pl.Expr, text: str) -> pl.Expr:
+    return pl.when(cond).then(pl.lit(text)).otherwise(None)
+
+
+def _split(raw: pl.DataFrame, typed: pl.DataFrame, reasons: list[pl.Expr], max_share: float, what: str, key: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Attach `reason` (all failing reasons joined), enforce the quarantine share, split rows."""
+    tagged = typed.with_columns(reason=pl.concat_str(reasons, separator="; ", ignore_nulls=True)).with_columns(
+        pl.when(pl.col("reason") == "").then(None).otherwise(pl.col("reason")).alias("reason")
+    )
+    if key:
+        dup = tagged.select(pl.struct(key).is_duplicated() & pl.col(key[0]).is_not_null()).to_series()
+        tagged = tagged.with_columns(
+            pl.when(dup)
+            .then(pl.concat_str([pl.col("reason"), pl.lit(f"duplicate ({', '.join(key)})")], separator="; ", ignore_nulls=True))
+            .otherwise(pl.col("reason"))
+            .alias("reason")
+        )
+    bad = tagged["reason"].is_not_null()
+    quarantine = raw.with_row_index("source_row").filter(bad).with_columns(reason=tagged["reason"].filter(bad))
+    share = quarantine.height / max(raw.height, 1)
+    if share > max_share:
+        top = quarantine["reason"].value_counts(sort=True).head(3).rows()
+        raise RawFileError(
+            f"{what}: {quarantine.height} of {raw.height} rows ({share:.1%}) would be quarantined, above the "
+            f"{max_share:.0%} limit; top reasons {top}. Fix the file (or raise max_quarantine_share if the "
+            "data really is that dirty)"
+        )
+    return tagged.filter(~bad).drop("reason"), quarantine
+
+
+def _counts(frame: pl.DataFrame, exprs: dict[str, pl.Expr]) -> dict[str, int]:
+    return {k: int(v) for k, v in frame.select(**{k: e.sum() for k, e in exprs.items()}).row(0, named=True).items()}
+
+
+# ---------------------------------------------------------------- snapshots
+
+FLAG_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
+INDREL_1MES = {"1": "1", "1.0": "1", "2": "2", "2.0": "2", "3": "3", "3.0": "3", "4": "4", "4.0": "4", "P": "P"}
+
+
+def normalise_snapshots(raw: pl.DataFrame, max_quarantine_share: float = 0.05) -> RawLoad:
+    """All-string snapshot rows -> typed, normalised rows plus quarantined rows with reasons."""
+    assert tuple(raw.columns) == SNAPSHOT_COLUMNS, "read_raw_strings enforces the schema"
+    age = _number("age")
+    antig = _number("antiguedad")
+    flags = {
+        c: pl.when(_na(c).is_null()).then(None).otherwise(_na(c).replace_strict(FLAG_VALUES, default=-1, return_dtype=pl.Int8))
+        for c in PRODUCT_COLUMNS
+    }
+    typed = raw.select(
+        fecha_dato=_date("fecha_dato"),
+        ncodpers=_number("ncodpers").cast(pl.Int64, strict=False),
+        ind_empleado=_na("ind_empleado"),
+        pais_residencia=_na("pais_residencia"),
+        sexo=_na("sexo"),
+        age=pl.when((age < 0) | (age > MAX_AGE)).then(-1).otherwise(age).cast(pl.Int16, strict=False),
+        fecha_alta=_date("fecha_alta"),
+        ind_nuevo=_number("ind_nuevo").cast(pl.Int8, strict=False),
+        antiguedad=pl.when(antig == SENTINEL_ANTIGUEDAD).then(None).otherwise(antig).cast(pl.Int32, strict=False),
+        indrel=_number("indrel").cast(pl.Int16, strict=False),
+        ult_fec_cli_1t=_date("ult_fec_cli_1t"),
+        indrel_1mes=_na("indrel_1mes").replace_strict(INDREL_1MES, default=None),
+        tiprel_1mes=_na("tiprel_1mes"),
+        indresi=_na("indresi"),
+        indext=_na("indext"),
+        conyuemp=_na("conyuemp"),
+        canal_entrada=_na("canal_entrada"),
+        indfall=_na("indfall"),
+        tipodom=_number("tipodom").cast(pl.Int8, strict=False),
+        cod_prov=_number("cod_prov").cast(pl.Int16, strict=False),
+        nomprov=_na("nomprov"),
+        ind_actividad_cliente=_number("ind_actividad_cliente").cast(pl.Int8, strict=False),
+        renta=_number("renta"),
+        segmento=_na("segmento"),
+        **{c: pl.when(e == -1).then(None).otherwise(e) for c, e in flags.items()},
+        age_missing=_na("age").is_null(),
+        antiguedad_sentinel=(antig == SENTINEL_ANTIGUEDAD).fill_null(False),
+        antiguedad_missing=_na("antiguedad").is_null(),
+        renta_missing=_na("renta").is_null(),
+    )
+    reasons = [
+        _reason(pl.Series(raw.select(_date("fecha_dato").is_null()).to_series()), "unparseable fecha_dato"),
+        _reason(pl.col("ncodpers").is_null(), "invalid ncodpers"),
+        _reason(pl.Series(raw.select(_na("fecha_alta").is_not_null() & _date("fecha_alta").is_null()).to_series()), "unparseable fecha_alta"),
+        _reason(pl.col("age") == -1, f"impossible age (outside 0-{MAX_AGE})"),
+        _reason(pl.Series(raw.select(pl.any_horizontal(_bad_number(c) for c in ("age", "antiguedad", "renta", "cod_prov", "ind_actividad_cliente"))).to_series()), "unparseable number"),
+        _reason(pl.Series(raw.select(pl.any_horizontal(e == -1 for e in flags.values()).fill_null(False)).to_series()), "invalid product flag (not 0/1/NA)"),
+        _reason(pl.col("segmento").is_not_null() & ~pl.col("segmento").is_in(SEGMENTS), "unknown segmento"),
+    ]
+    normalisations = _counts(
+        raw,
+        {
+            "padded numbers stripped": pl.any_horizontal(
+                pl.col(c).str.starts_with(" ") & _na(c).is_not_null() for c in ("age", "antiguedad", "renta")
+            ),
+            "NA tokens -> null": pl.sum_horizontal(
+                (pl.col(c).is_not_null() & _na(c).is_null()).cast(pl.Int32) for c in SNAPSHOT_COLUMNS
+            ),
+            "antiguedad -999999 -> null + flag": (antig == SENTINEL_ANTIGUEDAD).fill_null(False),
+            "mixed-type indrel_1mes unified": _na("indrel_1mes").str.ends_with(".0").fill_null(False),
+            "cod_prov float text -> int": _na("cod_prov").str.ends_with(".0").fill_null(False),
+        },
+    )
+    table, quarantine = _split(raw, typed, reasons, max_quarantine_share, "snapshot file", ["fecha_dato", "ncodpers"])
+    load = RawLoad(table, quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    SNAPSHOT_SCHEMA.validate(load.table)
+    return load
+
+
+def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
+    if quarantine.is_empty():
+        return {}
+    exploded = quarantine.select(pl.col("reason").str.split("; ")).explode("reason")
+    return dict(exploded["reason"].value_counts(sort=True).iter_rows())
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def normalise_transactions(raw: pl.DataFrame, max_quarantine_share: float = 0.05) -> RawLoad:
+    """All-string transaction rows -> typed rows (+ `hour` derived from ts) plus quarantine."""
+    ts = _na("ts").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+    mcc = _number("mcc")
+    typed = raw.select(
+        ncodpers=_number("ncodpers").cast(pl.Int64, strict=False),
+        ts=ts,
+        amount=_number("amount"),
+        mcc=mcc.cast(pl.Int16, strict=False),
+        merchant_id=_number("merchant_id").cast(pl.Int64, strict=False),
+    ).with_columns(hour=pl.col("ts").dt.hour().cast(pl.Int8))
+    reasons = [
+        _reason(pl.col("ncodpers").is_null(), "invalid ncodpers"),
+        _reason(pl.col("ts").is_null(), "unparseable ts"),
+        _reason(pl.col("amount").is_null(), "missing or unparseable amount"),
+        _reason(pl.col("mcc").is_null() | (pl.col("mcc") < 1000) | (pl.col("mcc") > 9999), "invalid mcc (not 4 digits)"),
+        _reason(pl.col("merchant_id").is_null(), "invalid merchant_id"),
+    ]
+    normalisations = _counts(raw, {"padded amounts stripped": pl.col("amount").str.starts_with(" ").fill_null(False)})
+    table, quarantine = _split(raw.select(TRANSACTION_COLUMNS), typed, reasons, max_quarantine_share, "transaction file", None)
+    load = RawLoad(table, quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    TRANSACTION_SCHEMA.validate(load.table)
+    return load
+
+
+def empty_transactions() -> pl.DataFrame:
+    """The transaction table with its schema and no rows (transactions *unavailable*)."""
+    return pl.DataFrame(schema=TRANSACTION_DTYPES)
+
+
+# ---------------------------------------------------------------- contracts (pandera)
+
+SNAPSHOT_DTYPES: dict[str, pl.DataType] = {
+    "fecha_dato": pl.Date, "ncodpers": pl.Int64, "ind_empleado": pl.Utf8, "pais_residencia": pl.Utf8,
+    "sexo": pl.Utf8, "age": pl.Int16, "fecha_alta": pl.Date, "ind_nuevo": pl.Int8, "antiguedad": pl.Int32,
+    "indrel": pl.Int16, "ult_fec_cli_1t": pl.Date, "indrel_1mes": pl.Utf8, "tiprel_1mes": pl.Utf8,
+    "indresi": pl.Utf8, "indext": pl.Utf8, "conyuemp": pl.Utf8, "canal_entrada": pl.Utf8, "indfall": pl.Utf8,
+    "tipodom": pl.Int8, "cod_prov": pl.Int16, "nomprov": pl.Utf8, "ind_actividad_cliente": pl.Int8,
+    "renta": pl.Float64, "segmento": pl.Utf8, **{c: pl.Int8 for c in PRODUCT_COLUMNS},
+}
+TRANSACTION_DTYPES: dict[str, pl.DataType] = {
+    "ncodpers": pl.Int64, "ts": pl.Datetime("us"), "amount": pl.Float64, "mcc": pl.Int16,
+    "merchant_id": pl.Int64, "hour": pl.Int8,
+}
+
+
+def _col(dtype, checks=None, nullable=True) -> pa.Column:
+    return pa.Column(dtype, checks=checks, nullable=nullable)
+
+
+SNAPSHOT_SCHEMA = pa.DataFrameSchema(
+    {
+        **{c: _col(t) for c, t in SNAPSHOT_DTYPES.items()},
+        "fecha_dato": _col(pl.Date, nullable=False),
+        "ncodpers": _col(pl.Int64, nullable=False),
+        "age": _col(pl.Int16, pa.Check.in_range(0, MAX_AGE)),
+        "segmento": _col(pl.Utf8, pa.Check.isin(SEGMENTS)),
+        **{c: _col(pl.Int8, pa.Check.isin([0, 1])) for c in PRODUCT_COLUMNS},
+        "age_missing": _col(pl.Boolean, nullable=False),
+        "antiguedad_sentinel": _col(pl.Boolean, nullable=False),
+        "antiguedad_missing": _col(pl.Boolean, nullable=False),
+        "renta_missing": _col(pl.Boolean, nullable=False),
+    },
+    unique=["fecha_dato", "ncodpers"],
+    strict=True,
+    ordered=True,
+    name="santander_snapshots",
+)
+TRANSACTION_SCHEMA = pa.DataFrameSchema(
+    {
+        "ncodpers": _col(pl.Int64, nullable=False),
+        "ts": _col(pl.Datetime("us"), nullable=False),
+        "amount": _col(pl.Float64, nullable=False),
+        "mcc": _col(pl.Int16, pa.Check.in_range(1000, 9999), nullable=False),
+        "merchant_id": _col(pl.Int64, nullable=False),
+        "hour": _col(pl.Int8, pa.Check.in_range(0, 23), nullable=False),
+    },
+    strict=True,
+    ordered=True,
+    name="card_transactions",
+)

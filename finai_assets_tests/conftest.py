@@ -1,0 +1,53 @@
+"""Session-wide fixtures: one on-disk build of the graph, shared by every stage's tests (SPEC 4)."""
+
+import dataclasses
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from finai_assets.defs import raw, synthetic
+from finai_assets.resources import DataPaths, WarehouseIOManager
+
+REPO = Path(__file__).resolve().parents[1]
+RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profiles]
+SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
+
+
+def resources_for(data_dir: Path) -> dict:
+    return {"paths": DataPaths(data_dir=str(data_dir)), "io_manager": WarehouseIOManager(data_dir=str(data_dir))}
+
+
+@dataclasses.dataclass
+class Build:
+    data_dir: Path
+    instance: dg.DagsterInstance
+    results: dict
+
+    @property
+    def resources(self) -> dict:
+        return resources_for(self.data_dir)
+
+    @property
+    def warehouse(self):
+        return DataPaths(data_dir=str(self.data_dir)).warehouse
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory) -> Build:
+    """The embedded default through raw, calibration and every synthetic version, on disk."""
+    data_dir = tmp_path_factory.mktemp("finai_data")
+    instance = dg.DagsterInstance.ephemeral()
+    results = {
+        "raw": dg.materialize([*RAW_ASSETS, synthetic.synthetic_calibration], instance=instance, resources=resources_for(data_dir))
+    }
+    for version in ("v2", "v3", "v4"):
+        results[version] = dg.materialize(
+            [*RAW_ASSETS, *SYNTHETIC_ASSETS],
+            selection=[synthetic.synthetic_version],
+            partition_key=version,
+            instance=instance,
+            resources=resources_for(data_dir),
+            raise_on_error=False,
+        )
+    return Build(data_dir, instance, results)

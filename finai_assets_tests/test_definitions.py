@@ -1,0 +1,81 @@
+"""The code location: loads, declares the SPEC 3 edges built so far, and stays light to import."""
+
+import ast
+import json
+import subprocess
+import sys
+
+import dagster as dg
+
+from finai_assets.definitions import defs
+from finai_assets_tests.conftest import REPO
+
+# SPEC 3: asset -> (group, partitioned, upstream assets) for the stages that exist so far.
+EXPECTED = {
+    "santander_raw": ("raw", False, set()),
+    "card_transactions_raw": ("raw", False, set()),
+    "customer_profiles": ("raw", False, {"santander_raw", "card_transactions_raw"}),
+    "synthetic_calibration": ("synthetic", False, {"customer_profiles", "santander_raw", "card_transactions_raw"}),
+    "synthetic_customers": ("synthetic", True, {"synthetic_calibration"}),
+    "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
+}
+HEAVY = ("torch", "sdv", "lightgbm", "sklearn")
+
+
+def test_definitions_load_and_validate():
+    d = defs()
+    dg.Definitions.validate_loadable(d)
+    d.resolve_implicit_global_asset_job_def()
+
+
+def test_asset_edges_groups_and_partitions_match_the_spec():
+    graph = defs().resolve_asset_graph()
+    actual = {}
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        parents = {p.to_user_string() for p in node.parent_keys}
+        actual[key.to_user_string()] = (node.group_name, node.is_partitioned, parents)
+    assert actual == EXPECTED
+    partitions = graph.get(dg.AssetKey("synthetic_customers")).partitions_def.get_partition_keys()
+    assert partitions == ["v2", "v3", "v4"]
+
+
+def test_synthetic_checks_are_inline_and_blocking():
+    d = defs()
+    specs = {s.name: s for s in d.resolve_assets_def("synthetic_customers").check_specs}
+    assert set(specs) == {"schema", "sdmetrics_quality", "privacy_dcr", "self_replication", "recipe_promises"}
+    assert all(s.blocking for s in specs.values())
+
+
+def test_every_asset_has_a_description_and_kinds():
+    d = defs()
+    graph = d.resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
+        spec = graph.get(key)
+        assert spec.description and len(spec.description) > 40, key
+        assert spec.kinds, key
+
+
+def test_loading_the_code_location_imports_no_heavy_library():
+    code = (
+        "import sys, json; from finai_assets.definitions import defs; defs();"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_library_modules_do_not_import_dagster():
+    for path in (REPO / "finai_assets" / "lib").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.split(".")[0] == "dagster"], path.name
+
+
+def test_defs_modules_import_no_heavy_library_at_module_level():
+    for path in (REPO / "finai_assets" / "defs").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+        top += [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in top if n.split(".")[0] in HEAVY], path.name
