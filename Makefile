@@ -20,7 +20,7 @@ venv: $(BIN)/dagster
 run: venv  ## materialize the whole graph (every dataset partition) on the embedded default
 	$(BIN)/python -m finai_assets.cli run
 
-test: venv browser  ## the test suite (CI runs this)
+test: venv  ## the test suite (CI runs this)
 	$(BIN)/pytest -q
 
 ui: venv  ## the Dagster UI (daemon included) at http://127.0.0.1:3000

@@ -81,8 +81,7 @@ def card_transactions_raw(config: RawConfig, paths: DataPaths) -> dg.Materialize
     never falls back to the sample."""
     strings, source = _source(paths, config, "transactions")
     if strings is None:
-        empty = rawlib.empty_transactions()
-        load = rawlib.RawLoad(empty, pl.DataFrame(), 0, {}, {})
+        load = rawlib.unavailable_transactions()
     else:
         load = rawlib.normalise_transactions(strings, config.max_quarantine_share)
     return _result(load, "transactions", {"availability": "available", **source}, config)

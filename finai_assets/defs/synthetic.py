@@ -61,24 +61,22 @@ def synthetic_calibration(
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "synthetic_customers", group_name="synthetic", kinds={"polars", "numpy"}, deps=["synthetic_calibration"],
+    outs={
+        "synthetic_customers": dg.AssetOut(
+            group_name="synthetic", kinds={"polars", "numpy"}, code_version="1",
             description="Synthetic customers of one version in the raw schemas: 17 monthly snapshots and card "
             "transactions, generated profile (SDV) -> persona -> five latents -> months, with post-cutoff "
             "events from the variance-budget logit. Checks: schema, SDMetrics quality, privacy (DCR), "
             "self-replication, recipe promises.",
         ),
-        dg.AssetSpec(
-            "synthetic_ground_truth", group_name="synthetic", kinds={"polars"}, deps=["synthetic_calibration"],
+        "synthetic_ground_truth": dg.AssetOut(
+            group_name="synthetic", kinds={"polars"}, code_version="1",
             description="The same generator run's hidden truth: persona, five latents, each post-cutoff event's "
             "true logit / probability and flip indicator. Evaluation only: never an input to features or labels.",
         ),
-    ],
+    },
     partitions_def=dataset_partitions,
-    ins={"synthetic_calibration": dg.AssetIn()},
     check_specs=[dg.AssetCheckSpec(name, asset="synthetic_customers", blocking=True) for name in SYNTHETIC_CHECKS],
-    code_version="1",
 )
 def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig, synthetic_calibration: dict, paths: DataPaths):
     version = context.partition_key
@@ -117,10 +115,15 @@ def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig
     thresholds = {"thresholds": dg.MetadataValue.json(dataclasses.asdict(th))}
     outcomes = {
         "schema": checks.check_schema(out.snapshots, out.transactions),
-        "sdmetrics_quality": checks.check_quality(real["real_train_sample"], synthetic_profiles, th),
+        "sdmetrics_quality": checks.check_quality(
+            real["real_train_sample"], synthetic_profiles, th, real_domain=real["real_train_profiles"]
+        ),
         "privacy_dcr": checks.check_privacy(real["real_train_sample"], real["real_holdout_sample"], synthetic_profiles, th),
         "self_replication": checks.check_self_replication(out.snapshots, out.ground_truth, th),
-        "recipe_promises": checks.check_recipe(out.snapshots, out.transactions, out.ground_truth, recipe, th),
+        "recipe_promises": checks.check_recipe(
+            out.snapshots, out.transactions, out.ground_truth, recipe, th,
+            mcc_vocabulary=synthetic_calibration["mcc_vocabulary"]["mcc"],
+        ),
     }
     for name, outcome in outcomes.items():
         yield outcome_check(name, "synthetic_customers", outcome, thresholds)

@@ -259,7 +259,7 @@ def normalise_snapshots(raw: pl.DataFrame, max_quarantine_share: float = 0.05) -
         },
     )
     table, quarantine = _split(raw, typed, reasons, max_quarantine_share, "snapshot file", ["fecha_dato", "ncodpers"])
-    load = RawLoad(table, quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    load = RawLoad(table.sort("fecha_dato", "ncodpers"), quarantine, raw.height, _reason_counts(quarantine), normalisations)
     SNAPSHOT_SCHEMA.validate(load.table)
     return load
 
@@ -294,14 +294,15 @@ def normalise_transactions(raw: pl.DataFrame, max_quarantine_share: float = 0.05
     ]
     normalisations = _counts(raw, {"padded amounts stripped": pl.col("amount").str.starts_with(" ").fill_null(False)})
     table, quarantine = _split(raw.select(TRANSACTION_COLUMNS), typed, reasons, max_quarantine_share, "transaction file", None)
-    load = RawLoad(table, quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    load = RawLoad(table.sort("ncodpers", "ts", maintain_order=True), quarantine, raw.height, _reason_counts(quarantine), normalisations)
     TRANSACTION_SCHEMA.validate(load.table)
     return load
 
 
-def empty_transactions() -> pl.DataFrame:
-    """The transaction table with its schema and no rows (transactions *unavailable*)."""
-    return pl.DataFrame(schema=TRANSACTION_DTYPES)
+def unavailable_transactions() -> RawLoad:
+    """Transactions *unavailable*: the table and its quarantine with their schemas and no rows."""
+    quarantine = pl.DataFrame(schema={"source_row": pl.UInt32, **{c: pl.Utf8 for c in TRANSACTION_COLUMNS}, "reason": pl.Utf8})
+    return RawLoad(pl.DataFrame(schema=TRANSACTION_DTYPES), quarantine, 0, {}, {})
 
 
 # ---------------------------------------------------------------- contracts (pandera)

@@ -46,11 +46,11 @@ PROVINCE_NAMES = {code: name for code, (name, _) in PROVINCES.items()}
 # Which latents drive which post-cutoff event (weights on the five latents).
 EVENT_LATENT_WEIGHTS: dict[str, tuple[float, ...]] = {
     "churn": (-0.3, -0.5, 0.4, 0.0, -0.8),
-    "acquire_deposits": (0.8, 0.0, -0.5, 0.0, 0.4),
-    "acquire_investments": (0.9, 0.2, 0.7, 0.2, 0.0),
-    "acquire_lending": (0.2, 0.5, 0.8, 0.0, 0.2),
+    "acquire_deposits": (0.4, 0.3, -0.3, 0.0, 0.5),
+    "acquire_investments": (0.5, 0.3, 0.4, 0.2, 0.3),
+    "acquire_lending": (0.2, 0.6, 0.4, 0.0, 0.3),
     "acquire_payments": (0.3, 0.8, 0.0, 0.3, 0.4),
-    "acquire_accounts": (0.2, 0.4, 0.0, 0.8, -0.2),
+    "acquire_accounts": (0.2, 0.6, 0.0, 0.4, 0.0),
     "segment_move": (0.7, 0.3, 0.0, 0.3, 0.0),
     "mcc_shift": (0.0, 0.4, 0.5, 0.6, -0.6),
 }
@@ -105,6 +105,10 @@ class Simulation:
 def zscore(x: np.ndarray) -> np.ndarray:
     sd = x.std()
     return (x - x.mean()) / (sd if sd > 0 else 1.0)
+
+
+def _unit_mean(x: np.ndarray) -> np.ndarray:
+    return x / x.mean()
 
 
 def solve_intercept(signal: np.ndarray, noise_sd: float, rate: float) -> float:
@@ -162,9 +166,13 @@ class _Panel:
         self.active = profiles["ind_actividad_cliente"].to_numpy().astype(np.int8).copy()
         self.last_mcc = np.full(self.n, -1, dtype=np.int64)
         wealth, activity, _, _, loyalty = self.latent.T
-        self.txn_lambda = world.txn_rate[self.persona] * np.exp(0.3 * activity)
-        self.acq_tilt = np.exp(0.25 * (wealth + activity))  # organic acquisition propensity
-        self.loss_tilt = np.exp(-0.25 * loyalty)
+        if "txn_per_month" in profiles.columns:  # a sampled profile carries its own rate
+            self.txn_lambda = profiles["txn_per_month"].fill_null(world.txn_rate.mean()).to_numpy().clip(0.2, 60)
+        else:
+            self.txn_lambda = world.txn_rate[self.persona] * np.exp(0.3 * activity)
+        # Organic propensities, normalised to mean 1 so the calibrated rates hold on average.
+        self.acq_tilt = _unit_mean(np.exp(0.25 * (wealth + activity)))
+        self.loss_tilt = _unit_mean(np.exp(-0.25 * loyalty))
 
     def enter(self, month: int, rng: np.random.Generator) -> None:
         new = (self.first_month == month) & ~self.present & ~self.exited
@@ -235,12 +243,12 @@ def _obs_signals(panel: _Panel, profiles: pl.DataFrame, txn_count: np.ndarray) -
     group_held = [zscore(panel.holdings[:, PRODUCT_GROUP_INDEX == g].sum(1).astype(float)) for g in range(5)]
     return {
         "churn": -0.6 * txn - 0.5 * active - 0.4 * tenure + 0.5 * (txn * prods),
-        "acquire_deposits": 0.7 * log_income + 0.4 * age - 0.3 * group_held[0] + 0.4 * log_income * tenure,
-        "acquire_investments": 0.8 * log_income + 0.3 * prods + 0.5 * log_income * prods * tenure,
-        "acquire_lending": 0.5 * active - 0.4 * age + 0.4 * txn + 0.3 * txn * log_income,
+        "acquire_deposits": 0.3 * log_income + 0.1 * age - 0.3 * group_held[0] + 0.4 * log_income * tenure,
+        "acquire_investments": 0.3 * log_income + 0.3 * prods + 0.5 * log_income * prods * tenure,
+        "acquire_lending": 0.5 * active - 0.1 * age + 0.4 * txn + 0.3 * txn * log_income,
         "acquire_payments": 0.6 * active + 0.4 * txn - 0.4 * group_held[3] + 0.3 * active * tenure,
-        "acquire_accounts": -0.5 * age + 0.4 * txn - 0.3 * group_held[4] + 0.3 * age * prods,
-        "segment_move": 0.6 * log_income - 0.5 * age + 0.3 * log_income * age,
+        "acquire_accounts": -0.15 * age + 0.4 * txn - 0.3 * group_held[4] + 0.3 * age * prods,
+        "segment_move": 0.5 * log_income - 0.3 * age + 0.3 * log_income * age,
         "mcc_shift": 0.5 * txn - 0.4 * tenure + 0.4 * age * txn,
     }
 
@@ -391,7 +399,7 @@ def _transactions_for_month(panel: _Panel, month: int, shift: np.ndarray, rng) -
     hour = _sample_rows(w.hour_probs, panel.persona[row], rng)
     day = rng.integers(0, span_s // 86400, row.size)
     secs = (day * 86400 + hour * 3600 + rng.integers(0, 3600, row.size)).astype(np.int64)
-    order = np.lexsort((secs, row))
+    order = np.argsort(row.astype(np.int64) * (1 << 23) + secs, kind="stable")  # == lexsort((secs, row)); secs < 2**23
     row, hour, secs = row[order], hour[order], secs[order]
     # Fresh draws: persona distribution; a shifted customer favours a new random MCC half the time.
     fresh = _sample_rows(w.mcc_probs, panel.persona[row], rng)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from finai_assets.lib.schema import PRODUCT_COLUMNS, PRODUCTS, SEGMENTS, SNAPSHOT_MONTHS
+from finai_assets.lib.schema import PRODUCT_COLUMNS, PRODUCTS, PROVINCES, SEGMENTS, SNAPSHOT_MONTHS
 from finai_assets.lib.simulate import EVENTS, GROUPS, LATENTS, PRODUCT_GROUP_INDEX, World, simulate, zscore
 
 N_PERSONAS = 6
@@ -30,7 +30,10 @@ SDV_COLUMNS = (
     "ind_empleado", "antiguedad", "ind_actividad_cliente", "first_month", "n_products_first",
     "txn_per_month", "log_amount_mean",
 )
-SDV_CATEGORICAL = ("sexo", "segmento", "cod_prov", "pais_residencia", "indext", "canal_entrada", "ind_empleado", "ind_actividad_cliente")
+SDV_CATEGORICAL = (
+    "sexo", "segmento", "cod_prov", "pais_residencia", "indext", "canal_entrada", "ind_empleado",
+    "ind_actividad_cliente", "first_month",
+)
 
 
 # ------------------------------------------------------------------ recipes
@@ -65,7 +68,7 @@ RECIPE_DELTAS: dict[str, dict] = {
     "v3": dict(mcc_boost=4.5, mcc_boost_band=(4.0, 5.0), mcc_stickiness=0.30, persona_amounts=True),
     "v4": dict(
         mcc_boost=10.0, mcc_boost_band=(8.0, 12.0), mcc_stickiness=0.60,
-        group_acquisition_rates=(0.09, 0.08, 0.11, 0.09, 0.10), acquisition_band=(0.08, 0.12),
+        group_acquisition_rates=(0.095, 0.09, 0.105, 0.095, 0.10), acquisition_band=(0.08, 0.12),
     ),
 }
 RECIPES: dict[str, Recipe] = {"v2": V2}
@@ -125,7 +128,7 @@ def calibrate(profiles: pl.DataFrame, snapshots: pl.DataFrame, transactions: pl.
     # Personas: GMM on standardised behaviour.
     x = _persona_matrix(train)
     mu, sd = x.mean(0), x.std(0) + 1e-9
-    gmm = GaussianMixture(N_PERSONAS, covariance_type="full", random_state=seed, n_init=2).fit((x - mu) / sd)
+    gmm = GaussianMixture(N_PERSONAS, covariance_type="full", random_state=seed, n_init=2, reg_covar=1e-3).fit((x - mu) / sd)
     persona = pl.Series("persona", gmm.predict((x - mu) / sd))
     train_p = train.with_columns(persona)
     # SDV on the profile table (pandas at the library boundary).
@@ -137,7 +140,12 @@ def calibrate(profiles: pl.DataFrame, snapshots: pl.DataFrame, transactions: pl.
             c: {"sdtype": "categorical"} if c in SDV_CATEGORICAL else {"sdtype": "numerical"} for c in SDV_COLUMNS
         }}}}
     )
-    synth = GaussianCopulaSynthesizer(metadata, default_distribution=sdv_distribution, enforce_min_max_values=True)
+    # Categoricals reach the copula uniform-encoded on [0, 1]: a `uniform` marginal keeps their
+    # frequencies exact (a `norm` one piles mass on the edge categories).
+    synth = GaussianCopulaSynthesizer(
+        metadata, default_distribution=sdv_distribution, enforce_min_max_values=True,
+        numerical_distributions={c: "uniform" for c in SDV_CATEGORICAL},
+    )
     synth.fit({"profiles": sdv_frame})
     artifact_dir.mkdir(parents=True, exist_ok=True)
     path = artifact_dir / "sdv_gaussian_copula.pkl"
@@ -161,12 +169,23 @@ def calibrate(profiles: pl.DataFrame, snapshots: pl.DataFrame, transactions: pl.
         "persona_scaler": pl.DataFrame({"feature": PERSONA_FEATURES, "mean": mu, "std": sd}),
         **stats,
         **txn_stats,
+        "real_train_profiles": train,
         "real_train_sample": train.sample(min(sample_rows, train.height), seed=int(rng.integers(1 << 31))),
         "real_holdout_sample": holdout.sample(min(sample_rows, holdout.height), seed=int(rng.integers(1 << 31))),
         "synthesizer": pl.DataFrame({"path": [str(path)], "sha256": [sha], "distribution": [sdv_distribution],
                                      "fit_rows": [train.height], "seed": [seed]}),
     }
-    return Calibration(tables, path, sha)
+    return Calibration({k: _stable_floats(v) for k, v in tables.items()}, path, sha)
+
+
+def _stable_floats(frame: pl.DataFrame) -> pl.DataFrame:
+    """Round floats to 10 decimals: parallel float sums differ in the last bits between runs,
+    which would change the content hash (the data version) of an identical calibration."""
+    return frame.with_columns(
+        pl.col(c).round(10) if dtype == pl.Float64 else pl.col(c).list.eval(pl.element().round(10))
+        for c, dtype in frame.schema.items()
+        if dtype == pl.Float64 or dtype == pl.List(pl.Float64)
+    )
 
 
 def _transition_stats(snap: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -361,6 +380,7 @@ def load_synthesizer(path: Path, sha256: str):
 def sample_profiles(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe, n: int, seed: int) -> pl.DataFrame:
     """SDV profile -> persona (GMM posterior draw) -> latents coupled to observables."""
     rng = np.random.default_rng(seed)
+    synthesizer.reset_sampling()  # SDV keeps sampling state between calls: start clean
     synthesizer._set_random_state(seed)
     raw = pl.from_pandas(synthesizer.sample(num_rows=n)["profiles"])
     prof = raw.select(
@@ -375,7 +395,7 @@ def sample_profiles(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe
         pl.col("ind_empleado").cast(pl.Utf8),
         pl.col("antiguedad").round().clip(0, 260).cast(pl.Int64),
         pl.col("ind_actividad_cliente").cast(pl.Float64, strict=False).fill_null(0).cast(pl.Int8),
-        pl.col("first_month").round().clip(0, 15).cast(pl.Int64),
+        pl.col("first_month").cast(pl.Float64, strict=False).fill_null(0).clip(0, 15).cast(pl.Int64),
         pl.col("n_products_first").round().clip(0, 15).cast(pl.Int64),
         pl.col("txn_per_month").clip(0.2, None),
         pl.col("log_amount_mean"),
@@ -386,8 +406,16 @@ def sample_profiles(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe
     persona = _gmm_posterior_draw(tables["persona_gmm"], z, rng)
     # Latent proxies from observables, then decoupling: l = sqrt(c) z(proxy) + sqrt(1 - c) eps.
     age, tenure, txn, active = z[:, 1], z[:, 2], z[:, 4], z[:, 6]
+    demo = _demographic_effects(prof)
     proxies = np.stack(
-        [z[:, 0] + 0.3 * z[:, 3], txn + 0.5 * active, 0.5 * z[:, 3] - 0.5 * age, -0.7 * age + 0.3 * txn, tenure], 1
+        [
+            z[:, 0] + 0.3 * z[:, 3] + demo["wealthy_region"],
+            txn + 0.5 * active,
+            0.5 * z[:, 3] - 0.2 * age + demo["male"],
+            -0.3 * age + 0.3 * txn,
+            tenure - demo["foreign"],
+        ],
+        1,
     )
     gmm_means = np.stack(tables["persona_gmm"].sort("persona")["mean"].to_numpy())
     proxies = proxies + 0.3 * gmm_means[persona][:, [0, 4, 3, 1, 2]]
@@ -407,6 +435,20 @@ def sample_profiles(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe
     ).with_columns(
         pl.when(pl.col("segmento").is_in(SEGMENTS)).then(pl.col("segmento")).otherwise(None).alias("segmento")
     )
+
+
+# Realistic, moderate dependence of the latents on three protected attributes (SPEC 3.2): the
+# base-rate disparity they induce is checked to stay inside [0.5, 0.95].
+WEALTHY_REGIONS = {"Madrid": 0.6, "Noreste": 0.3, "Este": 0.2}
+
+
+def _demographic_effects(prof: pl.DataFrame) -> dict[str, np.ndarray]:
+    region = {code: WEALTHY_REGIONS.get(reg, 0.0) for code, (_, reg) in PROVINCES.items()}
+    return {
+        "wealthy_region": prof["cod_prov"].replace_strict(region, default=0.0, return_dtype=pl.Float64).to_numpy(),
+        "male": 0.4 * (prof["sexo"] == "V").fill_null(False).to_numpy(),
+        "foreign": 1.0 * ((prof["indext"] == "S").fill_null(False) | (prof["pais_residencia"] != "ES").fill_null(False)).to_numpy(),
+    }
 
 
 def _gmm_posterior_draw(gmm: pl.DataFrame, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
