@@ -273,6 +273,12 @@ def _post_cutoff_events(panel, profiles, txn_count, rng):
         truth[f"logit_{name}"] = signal + b
         truth[f"flipped_{name}"] = raw != flipped
         events[name] = flipped
+    # P(acquires anything at c+1): churners acquire nothing; a group needs a product not yet held.
+    none = np.ones(panel.n)
+    for g, group in enumerate(GROUPS):
+        avail = (~panel.holdings[:, PRODUCT_GROUP_INDEX == g]).any(1)
+        none *= 1 - truth[f"p_acquire_{group}"] * avail
+    truth["p_acquire_any"] = (1 - truth["p_churn"]) * (1 - none)
     return events, truth
 
 

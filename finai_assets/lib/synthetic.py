@@ -410,7 +410,7 @@ def sample_profiles(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe
     proxies = np.stack(
         [
             z[:, 0] + 0.3 * z[:, 3] + demo["wealthy_region"],
-            txn + 0.5 * active,
+            txn + 0.5 * active + demo["male"],
             0.5 * z[:, 3] - 0.2 * age + demo["male"],
             -0.3 * age + 0.3 * txn,
             tenure - demo["foreign"],

@@ -424,14 +424,23 @@ def protected_groups(snapshot_at_cutoff: pl.DataFrame) -> pl.DataFrame:
 assert set(PROTECTED_ATTRIBUTES) == {"gender", "age_band", "region", "income_band", "residency"}  # protected_groups' columns
 
 
-def base_rate_disparate_impact(snapshots: pl.DataFrame, cutoff: dt.date = DEFAULT_CUTOFF) -> pl.DataFrame:
-    """Rate of the post-cutoff 'acquires anything' event per group of each protected attribute
-    (customers present at the cutoff and the month after)."""
+def base_rate_disparate_impact(snapshots: pl.DataFrame, ground_truth: pl.DataFrame,
+                               cutoff: dt.date = DEFAULT_CUTOFF) -> pl.DataFrame:
+    """Per group of each protected attribute (customers present at the cutoff and the month
+    after): the true base rate of the post-cutoff 'acquires anything' event (mean of the ground
+    truth's `p_acquire_any`, free of sampling noise in small groups) beside the realised rate."""
     outcome = acquisitions(snapshots).filter(pl.col("fecha_dato") == cutoff).select("ncodpers", "any_product")
-    joined = protected_groups(_snapshot_at(snapshots, cutoff)).join(outcome, on="ncodpers")
+    joined = (
+        protected_groups(_snapshot_at(snapshots, cutoff))
+        .join(outcome, on="ncodpers")
+        .join(ground_truth.select("ncodpers", "p_acquire_any"), on="ncodpers")
+    )
     return pl.concat(
-        joined.group_by(attribute).agg(customers=pl.len(), rate=pl.col("any_product").mean())
-        .select(attribute=pl.lit(attribute), group=pl.col(attribute), customers="customers", rate="rate")
+        joined.group_by(attribute).agg(
+            customers=pl.len(), rate=pl.col("p_acquire_any").mean(), realised_rate=pl.col("any_product").mean()
+        )
+        .select(attribute=pl.lit(attribute), group=pl.col(attribute), customers="customers", rate="rate",
+                realised_rate="realised_rate")
         for attribute in PROTECTED_ATTRIBUTES
     ).sort("attribute", "group")
 
@@ -453,7 +462,7 @@ def check_recipe(snapshots: pl.DataFrame, transactions: pl.DataFrame, ground_tru
     acquisition = group_acquisition_rates(snapshots)
     flips = flip_rates(ground_truth)
     flip_rate = float(flips["flip_rate"].mean())
-    rates = base_rate_disparate_impact(snapshots, cutoff)
+    rates = base_rate_disparate_impact(snapshots, ground_truth, cutoff)
     ratios = dict(
         rates.group_by("attribute").agg(
             pl.when(pl.col("rate").max() > 0).then(pl.col("rate").min() / pl.col("rate").max()).otherwise(1.0)
