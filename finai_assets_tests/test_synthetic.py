@@ -48,8 +48,9 @@ def test_calibration_is_fitted_on_a_seeded_80_percent(build, calibration):
     assert calibration["synthesizer"]["fit_rows"][0] == len(train_ids)
 
 
-def test_versions_are_deterministic_by_seed(calibration, synthesizer):
-    recipe = synth.RECIPES["v3"]
+@pytest.mark.parametrize("version", VERSIONS)
+def test_versions_are_deterministic_by_seed(calibration, synthesizer, version):
+    recipe = synth.RECIPES[version]
     a = synth.generate(calibration, synthesizer, recipe, 1500, seed=31)
     b = synth.generate(calibration, synthesizer, recipe, 1500, seed=31)
     c = synth.generate(calibration, synthesizer, recipe, 1500, seed=32)
@@ -127,3 +128,18 @@ def test_churn_event_halves_holdings_after_the_cutoff(build):
     dropped = counts.filter(pl.col(names[1]) < pl.col(names[0]))
     assert 0.02 < dropped.height / counts.height < 0.12
     assert dropped["p_churn"].mean() > 2 * counts["p_churn"].mean()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_materializations_record_data_version_input_hashes_config_and_seed(build, version):
+    (event,) = [e for e in build.results[version].get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "synthetic_customers"]
+    mat = event.materialization
+    manifest = build.warehouse.manifest("synthetic_customers", version)
+    assert mat.tags["dagster/data_version"] == manifest["content_hash"]
+    assert mat.metadata["input_hashes"].value == {
+        "synthetic_calibration": build.warehouse.manifest("synthetic_calibration", None)["content_hash"]
+    }
+    assert mat.metadata["seed"].value == synth.VERSION_SEEDS[version]
+    assert mat.metadata["config"].value == {"n_customers": 20_000, "seed_offset": 0, "min_protected_group_customers": 667}
+    assert mat.metadata["recipe"].value["name"] == version

@@ -28,13 +28,16 @@ from finai_assets.lib.synthetic_checks import (
     conditional_entropy_ratio,
     column_codes,
     distance_to_closest,
+    SyntheticThresholds,
     protected_groups,
 )
 
 N_CUSTOMERS = 4_000
 SAMPLE_SEED = 2016
 VERSIONS = tuple(RECIPES)
-PROMISES = ("stickiness", "mcc_boost", "segment_moves", "acquisition", "flip_rate", "disparate_impact")
+PROMISES = ("stickiness", "mcc_boost", "segment_moves", "acquisition", "flip_rate", "disparate_impact", "protected_group_sizes")
+# 4,000 customers instead of the default 20,000: the group-size minimum scales down with N.
+SMALL_N = SyntheticThresholds(min_group_customers=SyntheticThresholds().min_group_customers * N_CUSTOMERS // 20_000)
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -74,7 +77,7 @@ def outcomes(versions, profiles, calibration):
             "privacy": check_privacy(real["real_train_sample"], real["real_holdout_sample"], profiles[v]),
             "self_replication": check_self_replication(versions[v].snapshots, versions[v].ground_truth),
             "recipe": check_recipe(versions[v].snapshots, versions[v].transactions, versions[v].ground_truth, RECIPES[v],
-                                   mcc_vocabulary=real["mcc_vocabulary"]["mcc"]),
+                                   SMALL_N, mcc_vocabulary=real["mcc_vocabulary"]["mcc"]),
         }
         for v in VERSIONS
     }
@@ -82,7 +85,7 @@ def outcomes(versions, profiles, calibration):
 
 def _recipe_outcome(version: SyntheticVersion, recipe_name: str, snapshots: pl.DataFrame | None = None):
     return check_recipe(version.snapshots if snapshots is None else snapshots, version.transactions,
-                        version.ground_truth, RECIPES[recipe_name])
+                        version.ground_truth, RECIPES[recipe_name], SMALL_N)
 
 
 # ---------------------------------------------------------------- every check passes on the generated versions
@@ -298,3 +301,10 @@ def test_conditional_entropy_ratio_separates_copies_from_independent_columns():
     assert conditional_entropy_ratio(x, coarse) == pytest.approx(0.0, abs=1e-12)
     assert conditional_entropy_ratio(coarse, x) > 0.3
     assert conditional_entropy_ratio(x, independent) > 0.8
+
+
+def test_a_protected_group_below_the_minimum_fails(versions):
+    outcome = check_recipe(versions["v4"].snapshots, versions["v4"].transactions, versions["v4"].ground_truth,
+                           RECIPES["v4"], SyntheticThresholds())  # the 20,000-customer minimum on 4,000
+    assert not outcome.passed and not outcome.metadata["protected_group_sizes_passed"]
+    assert "smallest protected group" in outcome.summary and "(minimum 667)" in outcome.summary

@@ -245,7 +245,7 @@ def runs(webserver) -> dict[str, dict]:
         (
             f"synthetic_{PARTITION}",
             ["synthetic_customers", "synthetic_ground_truth"],
-            {"ops": {"synthetic_version": {"config": {"n_customers": N_CUSTOMERS}}}},
+            {"ops": {"synthetic_version": {"config": {"n_customers": N_CUSTOMERS, "min_protected_group_customers": 100}}}},
             PARTITION,
         ),
     ]

@@ -29,6 +29,9 @@ class SyntheticConfig(dg.Config):
 
     n_customers: int = 20_000
     seed_offset: int = 0
+    # Smallest protected group accepted (default: 100 customers in a 15 % test split); tests
+    # with few customers lower it.
+    min_protected_group_customers: int = checks.SyntheticThresholds().min_group_customers
 
 
 @dg.asset(group_name="synthetic", kinds={"sdv", "sklearn"}, code_version="1")
@@ -111,7 +114,7 @@ def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig
     )
     real = synthetic_calibration
     synthetic_profiles = build_profiles(out.snapshots, out.transactions)
-    th = checks.SyntheticThresholds()
+    th = checks.SyntheticThresholds(min_group_customers=config.min_protected_group_customers)
     thresholds = {"thresholds": dg.MetadataValue.json(dataclasses.asdict(th))}
     outcomes = {
         "schema": checks.check_schema(out.snapshots, out.transactions),

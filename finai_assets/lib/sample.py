@@ -108,7 +108,7 @@ def sample_profiles(n: int, seed: int) -> pl.DataFrame:
     for i, r in enumerate(REGIONS):
         m = region == i
         cod_prov[m] = rng.choice(codes_by_region[r], m.sum())
-    cod_prov[rng.random(n) < 0.04] = np.nan
+    cod_prov[rng.random(n) < 0.055] = np.nan
     madrid = (region == REGIONS.index("Madrid")).astype(float)
     renta = np.round(np.exp(11.1 + 0.45 * wealth + 0.25 * madrid + rng.normal(0, 0.45, n)), 2)
     renta[rng.random(n) < 0.18] = np.nan
@@ -116,7 +116,7 @@ def sample_profiles(n: int, seed: int) -> pl.DataFrame:
     abroad = foreign & (rng.random(n) < 0.5)
     pais = np.where(abroad, rng.choice(FOREIGN_COUNTRIES, n), "ES")
     sexo = np.where(rng.random(n) < 1 / (1 + np.exp(-0.3 * risk)), "V", "H").astype(object)
-    sexo[rng.random(n) < 0.045] = None
+    sexo[rng.random(n) < 0.055] = None
     tenure = np.round(rng.gamma(2.0, 30 * np.exp(0.45 * loyalty))).clip(0, 250).astype(np.int64)
     first_month = np.where(rng.random(n) < 0.82, 0, rng.integers(1, 15, n))
     tenure = np.where(first_month > 0, rng.integers(0, 3, n), tenure)

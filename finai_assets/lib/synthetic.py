@@ -68,7 +68,7 @@ RECIPE_DELTAS: dict[str, dict] = {
     "v3": dict(mcc_boost=4.5, mcc_boost_band=(4.0, 5.0), mcc_stickiness=0.30, persona_amounts=True),
     "v4": dict(
         mcc_boost=10.0, mcc_boost_band=(8.0, 12.0), mcc_stickiness=0.60,
-        group_acquisition_rates=(0.095, 0.09, 0.105, 0.095, 0.10), acquisition_band=(0.08, 0.12),
+        group_acquisition_rates=(0.10, 0.095, 0.105, 0.10, 0.10), acquisition_band=(0.08, 0.12),
     ),
 }
 RECIPES: dict[str, Recipe] = {"v2": V2}
@@ -446,7 +446,7 @@ def _demographic_effects(prof: pl.DataFrame) -> dict[str, np.ndarray]:
     region = {code: WEALTHY_REGIONS.get(reg, 0.0) for code, (_, reg) in PROVINCES.items()}
     return {
         "wealthy_region": prof["cod_prov"].replace_strict(region, default=0.0, return_dtype=pl.Float64).to_numpy(),
-        "male": 0.4 * (prof["sexo"] == "V").fill_null(False).to_numpy(),
+        "male": 0.3 * (prof["sexo"] == "V").fill_null(False).to_numpy(),
         "foreign": 1.0 * ((prof["indext"] == "S").fill_null(False) | (prof["pais_residencia"] != "ES").fill_null(False)).to_numpy(),
     }
 

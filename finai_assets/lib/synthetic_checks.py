@@ -55,6 +55,8 @@ class SyntheticThresholds:
     self_replication: float = 0.01
     di_band: tuple[float, float] = (0.5, 0.95)
     di_min_attributes: int = 3
+    # Every protected group must reach the fairness minimum (100) in a 15 % test split.
+    min_group_customers: int = math.ceil(100 / 0.15)
 
 
 DEFAULT_THRESHOLDS = SyntheticThresholds()
@@ -483,6 +485,12 @@ def check_recipe(snapshots: pl.DataFrame, transactions: pl.DataFrame, ground_tru
                              f"{len(di_inside)} attributes with DI in {thresholds.di_band} ("
                              + ", ".join(f"{a} {v:.2f}" for a, v in di.items()) + f"), need {thresholds.di_min_attributes}"),
     }
+    smallest = rates.sort("customers").row(0, named=True)
+    promises["protected_group_sizes"] = (
+        smallest["customers"] >= thresholds.min_group_customers,
+        f"smallest protected group {smallest['attribute']}={smallest['group']} has {smallest['customers']} customers "
+        f"(minimum {thresholds.min_group_customers})",
+    )
     group_rates = acquisition.select(*PRODUCT_GROUPS).to_numpy()
     if recipe.acquisition_band is not None:
         lo, hi = recipe.acquisition_band
