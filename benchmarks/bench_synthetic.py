@@ -55,15 +55,20 @@ GIB = 1024**3
 # ------------------------------------------------------------------ memory helpers
 
 
-def _status_kib(field: str, pid: int | str = "self") -> int | None:
+def _proc_kib(path: str, field: str) -> int | None:
+    """A `Field:  N kB` line of a /proc file, in KiB."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(path) as fh:
             for line in fh:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int | None:
+    return _proc_kib(f"/proc/{pid}/status", field)
 
 
 def _rss_gib(pid: int | str = "self") -> float:
@@ -395,14 +400,7 @@ def main() -> None:
 
 
 def _meminfo_kib(field: str) -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    return _proc_kib("/proc/meminfo", field)
 
 
 def _cpu_model() -> str:

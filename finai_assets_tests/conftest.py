@@ -10,6 +10,16 @@ from finai_assets.defs import raw, synthetic
 from finai_assets.resources import DataPaths, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
+# SPEC 3: asset -> (group, partitioned, upstream assets) for the stages that exist so far.
+SPEC_EDGES = {
+    "santander_raw": ("raw", False, set()),
+    "card_transactions_raw": ("raw", False, set()),
+    "customer_profiles": ("raw", False, {"santander_raw", "card_transactions_raw"}),
+    "synthetic_calibration": ("synthetic", False, {"customer_profiles", "santander_raw", "card_transactions_raw"}),
+    "synthetic_customers": ("synthetic", True, {"synthetic_calibration"}),
+    "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
+}
+
 RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profiles]
 SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
 

@@ -8,17 +8,8 @@ import sys
 import dagster as dg
 
 from finai_assets.definitions import defs
-from finai_assets_tests.conftest import REPO
+from finai_assets_tests.conftest import REPO, SPEC_EDGES
 
-# SPEC 3: asset -> (group, partitioned, upstream assets) for the stages that exist so far.
-EXPECTED = {
-    "santander_raw": ("raw", False, set()),
-    "card_transactions_raw": ("raw", False, set()),
-    "customer_profiles": ("raw", False, {"santander_raw", "card_transactions_raw"}),
-    "synthetic_calibration": ("synthetic", False, {"customer_profiles", "santander_raw", "card_transactions_raw"}),
-    "synthetic_customers": ("synthetic", True, {"synthetic_calibration"}),
-    "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
-}
 HEAVY = ("torch", "sdv", "lightgbm", "sklearn")
 
 
@@ -35,7 +26,7 @@ def test_asset_edges_groups_and_partitions_match_the_spec():
         node = graph.get(key)
         parents = {p.to_user_string() for p in node.parent_keys}
         actual[key.to_user_string()] = (node.group_name, node.is_partitioned, parents)
-    assert actual == EXPECTED
+    assert actual == SPEC_EDGES
     partitions = graph.get(dg.AssetKey("synthetic_customers")).partitions_def.get_partition_keys()
     assert partitions == ["v2", "v3", "v4"]
 

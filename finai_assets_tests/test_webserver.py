@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from finai_assets.defs.synthetic import SYNTHETIC_CHECKS
+from finai_assets_tests.conftest import REPO, SPEC_EDGES
+
 pytestmark = pytest.mark.webserver
 
-REPO = Path(__file__).resolve().parents[1]
 LOCATION = "finai_assets"
 REPOSITORY = "__repository__"
 STARTUP_TIMEOUT_S = 120
@@ -32,17 +34,6 @@ PARTITION = "v4"
 # Small enough to be quick on 2 cores, large enough for the synthetic checks to pass.
 N_CUSTOMERS = 4_000
 RAW_CONFIG = {"sample_customers": N_CUSTOMERS}  # santander_raw and card_transactions_raw must agree
-
-SYNTHETIC_CHECKS = ("schema", "sdmetrics_quality", "privacy_dcr", "self_replication", "recipe_promises")
-EXPECTED_ASSETS = {
-    # asset: (group, partitioned, dependency keys)
-    "santander_raw": ("raw", False, set()),
-    "card_transactions_raw": ("raw", False, set()),
-    "customer_profiles": ("raw", False, {"santander_raw", "card_transactions_raw"}),
-    "synthetic_calibration": ("synthetic", False, {"customer_profiles", "santander_raw", "card_transactions_raw"}),
-    "synthetic_customers": ("synthetic", True, {"synthetic_calibration"}),
-    "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
-}
 
 WORKSPACE_QUERY = """
 { workspaceOrError { __typename
@@ -295,7 +286,7 @@ def test_asset_nodes_groups_partitions_and_dependencies(webserver):
         key: (n["groupName"], n["isPartitioned"], {"/".join(d["path"]) for d in n["dependencyKeys"]})
         for key, n in nodes.items()
     }
-    assert actual == EXPECTED_ASSETS
+    assert actual == SPEC_EDGES
     assert all("__ASSET_JOB" in n["jobNames"] for n in nodes.values())
     checks = nodes["synthetic_customers"]["assetChecksOrError"]
     assert checks["__typename"] == "AssetChecks", checks
