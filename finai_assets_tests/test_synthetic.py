@@ -1,5 +1,6 @@
 """The synthetic stage on the shared session build: checks green, determinism, ground truth."""
 
+import base64
 import dataclasses
 
 import numpy as np
@@ -143,3 +144,12 @@ def test_materializations_record_data_version_input_hashes_config_and_seed(build
     assert mat.metadata["seed"].value == synth.VERSION_SEEDS[version]
     assert mat.metadata["config"].value == {"n_customers": 20_000, "seed_offset": 0, "min_protected_group_customers": 667}
     assert mat.metadata["recipe"].value["name"] == version
+
+
+def test_recipe_plot_is_an_embedded_png(build):
+    (event,) = [e for e in build.results["v4"].get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "synthetic_customers"]
+    markdown = event.materialization.metadata["recipe_plot"].value
+    assert markdown.startswith("![v4: recipe promises](data:image/png;base64,")
+    png = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

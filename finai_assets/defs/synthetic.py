@@ -9,6 +9,7 @@ from finai_assets.dagster_meta import input_hashes, markdown_table, outcome_chec
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import synthetic as synth
 from finai_assets.lib import synthetic_checks as checks
+from finai_assets.lib.plots import recipe_figure
 from finai_assets.lib.profiles import customer_profiles as build_profiles
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
@@ -85,16 +86,40 @@ def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig
     version = context.partition_key
     recipe = synth.RECIPES[version]
     seed = synth.VERSION_SEEDS[version] + config.seed_offset
-    meta = synthetic_calibration["synthesizer"].row(0, named=True)
+    calibration = synthetic_calibration
+    meta = calibration["synthesizer"].row(0, named=True)
     synthesizer = synth.load_synthesizer(meta["path"], meta["sha256"])
-    out = synth.generate(synthetic_calibration, synthesizer, recipe, config.n_customers, seed)
-    tables = {"snapshots": out.snapshots, "transactions": out.transactions}
+    out = synth.generate(calibration, synthesizer, recipe, config.n_customers, seed)
+    context.log.info(f"{version}: generated {out.snapshots.height} snapshot rows, {out.transactions.height} transactions")
+
+    synthetic_profiles = build_profiles(out.snapshots, out.transactions)
+    th = checks.SyntheticThresholds(min_group_customers=config.min_protected_group_customers)
+    outcomes = {
+        "schema": checks.check_schema(out.snapshots, out.transactions),
+        "sdmetrics_quality": checks.check_quality(
+            calibration["real_train_sample"], synthetic_profiles, th, real_domain=calibration["real_train_profiles"]
+        ),
+        "privacy_dcr": checks.check_privacy(
+            calibration["real_train_sample"], calibration["real_holdout_sample"], synthetic_profiles, th
+        ),
+        "self_replication": checks.check_self_replication(out.snapshots, out.ground_truth, th),
+        "recipe_promises": checks.check_recipe(
+            out.snapshots, out.transactions, out.ground_truth, recipe, th,
+            mcc_vocabulary=calibration["mcc_vocabulary"]["mcc"],
+        ),
+    }
+    promises = outcomes["recipe_promises"].metadata
+    figure = recipe_figure(
+        promises["acquisition_rates"], promises["segment_rates"], promises["group_rates"],
+        recipe.acquisition_band, recipe.segment_band, f"{version}: recipe promises",
+    )
     provenance = {
         "recipe": dg.MetadataValue.json(dataclasses.asdict(recipe)),
         "seed": seed,
         "config": dg.MetadataValue.json(config.model_dump()),
         "input_hashes": input_hashes(paths.warehouse, {"synthetic_calibration": None}),
     }
+    tables = {"snapshots": out.snapshots, "transactions": out.transactions}
     yield dg.MaterializeResult(
         asset_key="synthetic_customers",
         value=tables,
@@ -103,6 +128,10 @@ def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig
             **table_metadata(out.snapshots),
             **table_metadata(out.transactions, "transactions"),
             "customers": out.snapshots["ncodpers"].n_unique(),
+            "stickiness": promises["stickiness"],
+            "mcc_boost_median": promises["mcc_boost_median"],
+            **{k: v for k, v in promises.items() if k.startswith("di_")},
+            "recipe_plot": dg.MetadataValue.md(figure),
             **provenance,
         },
     )
@@ -112,21 +141,6 @@ def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig
         data_version=dg.DataVersion(content_hash(out.ground_truth)),
         metadata={**table_metadata(out.ground_truth), **provenance},
     )
-    real = synthetic_calibration
-    synthetic_profiles = build_profiles(out.snapshots, out.transactions)
-    th = checks.SyntheticThresholds(min_group_customers=config.min_protected_group_customers)
     thresholds = {"thresholds": dg.MetadataValue.json(dataclasses.asdict(th))}
-    outcomes = {
-        "schema": checks.check_schema(out.snapshots, out.transactions),
-        "sdmetrics_quality": checks.check_quality(
-            real["real_train_sample"], synthetic_profiles, th, real_domain=real["real_train_profiles"]
-        ),
-        "privacy_dcr": checks.check_privacy(real["real_train_sample"], real["real_holdout_sample"], synthetic_profiles, th),
-        "self_replication": checks.check_self_replication(out.snapshots, out.ground_truth, th),
-        "recipe_promises": checks.check_recipe(
-            out.snapshots, out.transactions, out.ground_truth, recipe, th,
-            mcc_vocabulary=synthetic_calibration["mcc_vocabulary"]["mcc"],
-        ),
-    }
     for name, outcome in outcomes.items():
         yield outcome_check(name, "synthetic_customers", outcome, thresholds)

@@ -105,7 +105,7 @@ def _read_csv(path: Path, expected, optional, what: str, shown: Path) -> pl.Data
             f"{what}: {shown} is truncated (its last line is incomplete, no final newline); copy the file again"
         )
     try:
-        frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"')
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"', low_memory=True)
     except pl.exceptions.PolarsError as exc:
         raise RawFileError(f"{what}: {shown} could not be parsed as CSV ({exc}); check the delimiter (,) and quoting") from exc
     return _canonical(frame.rename({c: c.strip() for c in frame.columns}), expected, optional)
@@ -143,27 +143,35 @@ def _na(col: str) -> pl.Expr:
     return pl.when(s.str.to_uppercase().is_in(NA_TOKENS)).then(None).otherwise(s)
 
 
-def _number(col: str) -> pl.Expr:
-    return _na(col).cast(pl.Float64, strict=False)
 
 
-def _bad_number(col: str) -> pl.Expr:
-    return _na(col).is_not_null() & _number(col).is_null()
 
 
-def _date(col: str, fmt: str = "%Y-%m-%d") -> pl.Expr:
-    return _na(col).str.strptime(pl.Date, fmt, strict=False)
 
 
 def _reason(cond: pl.Expr, text: str) -> pl.Expr:
     return pl.when(cond).then(pl.lit(text)).otherwise(None)
 
 
-def _split(raw: pl.DataFrame, typed: pl.DataFrame, reasons: list[pl.Expr], max_share: float, what: str, key: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Attach `reason` (all failing reasons joined), enforce the quarantine share, split rows."""
-    tagged = typed.with_columns(reason=pl.concat_str(reasons, separator="; ", ignore_nulls=True)).with_columns(
+def _tag(typed: pl.DataFrame, reasons: list[pl.Expr]) -> pl.DataFrame:
+    """Attach `reason`: every failing reason of the row joined, null when the row is clean."""
+    return typed.with_columns(reason=pl.concat_str(reasons, separator="; ", ignore_nulls=True)).with_columns(
         pl.when(pl.col("reason") == "").then(None).otherwise(pl.col("reason")).alias("reason")
     )
+
+
+def _in_chunks(raw: pl.DataFrame, normalise_chunk, chunk_rows: int) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Normalise bounded row slices (working memory stays flat on a 13.6M-row file)."""
+    parts, counts = [], {}
+    for offset in range(0, max(raw.height, 1), chunk_rows):
+        tagged, chunk_counts = normalise_chunk(raw.slice(offset, chunk_rows))
+        parts.append(tagged)
+        counts = {k: counts.get(k, 0) + v for k, v in chunk_counts.items()}
+    return pl.concat(parts), counts
+
+
+def _split(raw: pl.DataFrame, tagged: pl.DataFrame, max_share: float, what: str, key: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Add the duplicate-key reason (whole file), enforce the quarantine share, split rows."""
     if key:
         dup = tagged.select(pl.struct(key).is_duplicated() & pl.col(key[0]).is_not_null()).to_series()
         tagged = tagged.with_columns(
@@ -185,8 +193,6 @@ def _split(raw: pl.DataFrame, typed: pl.DataFrame, reasons: list[pl.Expr], max_s
     return tagged.filter(~bad).drop("reason"), quarantine
 
 
-def _counts(frame: pl.DataFrame, exprs: dict[str, pl.Expr]) -> dict[str, int]:
-    return {k: int(v) for k, v in frame.select(**{k: e.sum() for k, e in exprs.items()}).row(0, named=True).items()}
 
 
 # ---------------------------------------------------------------- snapshots
@@ -195,73 +201,97 @@ FLAG_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 INDREL_1MES = {"1": "1", "1.0": "1", "2": "2", "2.0": "2", "3": "3", "3.0": "3", "4": "4", "4.0": "4", "P": "P"}
 
 
-def normalise_snapshots(raw: pl.DataFrame, max_quarantine_share: float = 0.05) -> RawLoad:
+def _cleaned(raw: pl.DataFrame) -> pl.DataFrame:
+    """One pass over every string column: blanks stripped, NA tokens as null."""
+    return raw.select(_na(c).alias(c) for c in raw.columns)
+
+
+def _num(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.Float64, strict=False)
+
+
+def _dt(col: str) -> pl.Expr:
+    return pl.col(col).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+
+
+CHUNK_ROWS = 1_000_000
+
+
+def normalise_snapshots(raw: pl.DataFrame, max_quarantine_share: float = 0.05, chunk_rows: int = CHUNK_ROWS) -> RawLoad:
     """All-string snapshot rows -> typed, normalised rows plus quarantined rows with reasons."""
     assert tuple(raw.columns) == SNAPSHOT_COLUMNS, "read_raw_strings enforces the schema"
-    age = _number("age")
-    antig = _number("antiguedad")
-    flags = {
-        c: pl.when(_na(c).is_null()).then(None).otherwise(_na(c).replace_strict(FLAG_VALUES, default=-1, return_dtype=pl.Int8))
-        for c in PRODUCT_COLUMNS
-    }
-    typed = raw.select(
-        fecha_dato=_date("fecha_dato"),
-        ncodpers=_number("ncodpers").cast(pl.Int64, strict=False),
-        ind_empleado=_na("ind_empleado"),
-        pais_residencia=_na("pais_residencia"),
-        sexo=_na("sexo"),
-        age=pl.when((age < 0) | (age > MAX_AGE)).then(-1).otherwise(age).cast(pl.Int16, strict=False),
-        fecha_alta=_date("fecha_alta"),
-        ind_nuevo=_number("ind_nuevo").cast(pl.Int8, strict=False),
-        antiguedad=pl.when(antig == SENTINEL_ANTIGUEDAD).then(None).otherwise(antig).cast(pl.Int32, strict=False),
-        indrel=_number("indrel").cast(pl.Int16, strict=False),
-        ult_fec_cli_1t=_date("ult_fec_cli_1t"),
-        indrel_1mes=_na("indrel_1mes").replace_strict(INDREL_1MES, default=None),
-        tiprel_1mes=_na("tiprel_1mes"),
-        indresi=_na("indresi"),
-        indext=_na("indext"),
-        conyuemp=_na("conyuemp"),
-        canal_entrada=_na("canal_entrada"),
-        indfall=_na("indfall"),
-        tipodom=_number("tipodom").cast(pl.Int8, strict=False),
-        cod_prov=_number("cod_prov").cast(pl.Int16, strict=False),
-        nomprov=_na("nomprov"),
-        ind_actividad_cliente=_number("ind_actividad_cliente").cast(pl.Int8, strict=False),
-        renta=_number("renta"),
-        segmento=_na("segmento"),
-        **{c: pl.when(e == -1).then(None).otherwise(e) for c, e in flags.items()},
-        age_missing=_na("age").is_null(),
-        antiguedad_sentinel=(antig == SENTINEL_ANTIGUEDAD).fill_null(False),
-        antiguedad_missing=_na("antiguedad").is_null(),
-        renta_missing=_na("renta").is_null(),
-    )
-    reasons = [
-        _reason(pl.Series(raw.select(_date("fecha_dato").is_null()).to_series()), "unparseable fecha_dato"),
-        _reason(pl.col("ncodpers").is_null(), "invalid ncodpers"),
-        _reason(pl.Series(raw.select(_na("fecha_alta").is_not_null() & _date("fecha_alta").is_null()).to_series()), "unparseable fecha_alta"),
-        _reason(pl.col("age") == -1, f"impossible age (outside 0-{MAX_AGE})"),
-        _reason(pl.Series(raw.select(pl.any_horizontal(_bad_number(c) for c in ("age", "antiguedad", "renta", "cod_prov", "ind_actividad_cliente"))).to_series()), "unparseable number"),
-        _reason(pl.Series(raw.select(pl.any_horizontal(e == -1 for e in flags.values()).fill_null(False)).to_series()), "invalid product flag (not 0/1/NA)"),
-        _reason(pl.col("segmento").is_not_null() & ~pl.col("segmento").is_in(SEGMENTS), "unknown segmento"),
-    ]
-    normalisations = _counts(
-        raw,
-        {
-            "padded numbers stripped": pl.any_horizontal(
-                pl.col(c).str.starts_with(" ") & _na(c).is_not_null() for c in ("age", "antiguedad", "renta")
-            ),
-            "NA tokens -> null": pl.sum_horizontal(
-                (pl.col(c).is_not_null() & _na(c).is_null()).cast(pl.Int32) for c in SNAPSHOT_COLUMNS
-            ),
-            "antiguedad -999999 -> null + flag": (antig == SENTINEL_ANTIGUEDAD).fill_null(False),
-            "mixed-type indrel_1mes unified": _na("indrel_1mes").str.ends_with(".0").fill_null(False),
-            "cod_prov float text -> int": _na("cod_prov").str.ends_with(".0").fill_null(False),
-        },
-    )
-    table, quarantine = _split(raw, typed, reasons, max_quarantine_share, "snapshot file", ["fecha_dato", "ncodpers"])
+    tagged, normalisations = _in_chunks(raw, _snapshot_chunk, chunk_rows)
+    table, quarantine = _split(raw, tagged, max_quarantine_share, "snapshot file", ["fecha_dato", "ncodpers"])
     load = RawLoad(table.sort("fecha_dato", "ncodpers"), quarantine, raw.height, _reason_counts(quarantine), normalisations)
     SNAPSHOT_SCHEMA.validate(load.table)
     return load
+
+
+def _snapshot_chunk(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    clean = _cleaned(raw)
+    age, antig = _num("age"), _num("antiguedad")
+    flags = {
+        c: pl.when(pl.col(c).is_null()).then(None).otherwise(pl.col(c).replace_strict(FLAG_VALUES, default=-1, return_dtype=pl.Int8))
+        for c in PRODUCT_COLUMNS
+    }
+    numbers = ("age", "antiguedad", "renta", "cod_prov", "ind_actividad_cliente")
+    typed = clean.select(
+        fecha_dato=_dt("fecha_dato"),
+        ncodpers=_num("ncodpers").cast(pl.Int64, strict=False),
+        ind_empleado="ind_empleado",
+        pais_residencia="pais_residencia",
+        sexo="sexo",
+        age=pl.when((age < 0) | (age > MAX_AGE)).then(-1).otherwise(age).cast(pl.Int16, strict=False),
+        fecha_alta=_dt("fecha_alta"),
+        ind_nuevo=_num("ind_nuevo").cast(pl.Int8, strict=False),
+        antiguedad=pl.when(antig == SENTINEL_ANTIGUEDAD).then(None).otherwise(antig).cast(pl.Int32, strict=False),
+        indrel=_num("indrel").cast(pl.Int16, strict=False),
+        ult_fec_cli_1t=_dt("ult_fec_cli_1t"),
+        indrel_1mes=pl.col("indrel_1mes").replace_strict(INDREL_1MES, default=None),
+        tiprel_1mes="tiprel_1mes",
+        indresi="indresi",
+        indext="indext",
+        conyuemp="conyuemp",
+        canal_entrada="canal_entrada",
+        indfall="indfall",
+        tipodom=_num("tipodom").cast(pl.Int8, strict=False),
+        cod_prov=_num("cod_prov").cast(pl.Int16, strict=False),
+        nomprov="nomprov",
+        ind_actividad_cliente=_num("ind_actividad_cliente").cast(pl.Int8, strict=False),
+        renta=_num("renta"),
+        segmento="segmento",
+        **{c: pl.when(e == -1).then(None).otherwise(e) for c, e in flags.items()},
+        age_missing=pl.col("age").is_null(),
+        antiguedad_sentinel=(antig == SENTINEL_ANTIGUEDAD).fill_null(False),
+        antiguedad_missing=pl.col("antiguedad").is_null(),
+        renta_missing=pl.col("renta").is_null(),
+        # Reasons that need the cleaned strings, computed in the same pass.
+        _bad_alta=pl.col("fecha_alta").is_not_null() & _dt("fecha_alta").is_null(),
+        _bad_number=pl.any_horizontal(pl.col(c).is_not_null() & _num(c).is_null() for c in numbers),
+        _bad_flag=pl.any_horizontal((e == -1).fill_null(False) for e in flags.values()),
+        _sentinel_count=(antig == SENTINEL_ANTIGUEDAD).fill_null(False),
+        _indrel_float=pl.col("indrel_1mes").str.ends_with(".0").fill_null(False),
+        _cod_prov_float=pl.col("cod_prov").str.ends_with(".0").fill_null(False),
+    )
+    reasons = [
+        _reason(pl.col("fecha_dato").is_null(), "unparseable fecha_dato"),
+        _reason(pl.col("ncodpers").is_null(), "invalid ncodpers"),
+        _reason(pl.col("_bad_alta"), "unparseable fecha_alta"),
+        _reason(pl.col("age") == -1, f"impossible age (outside 0-{MAX_AGE})"),
+        _reason(pl.col("_bad_number"), "unparseable number"),
+        _reason(pl.col("_bad_flag"), "invalid product flag (not 0/1/NA)"),
+        _reason(pl.col("segmento").is_not_null() & ~pl.col("segmento").is_in(SEGMENTS), "unknown segmento"),
+    ]
+    padded = [raw[c].str.starts_with(" ").fill_null(False) & clean[c].is_not_null() for c in ("age", "antiguedad", "renta")]
+    normalisations = {
+        "padded numbers stripped": int((padded[0] | padded[1] | padded[2]).sum()),
+        "NA tokens -> null": int(sum(clean[c].null_count() - raw[c].null_count() for c in SNAPSHOT_COLUMNS)),
+        "antiguedad -999999 -> null + flag": int(typed["_sentinel_count"].sum()),
+        "mixed-type indrel_1mes unified": int(typed["_indrel_float"].sum()),
+        "cod_prov float text -> int": int(typed["_cod_prov_float"].sum()),
+    }
+    helpers = [c for c in typed.columns if c.startswith("_")]
+    return _tag(typed, reasons).drop(helpers), normalisations
 
 
 def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
@@ -274,16 +304,23 @@ def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
 # ---------------------------------------------------------------- transactions
 
 
-def normalise_transactions(raw: pl.DataFrame, max_quarantine_share: float = 0.05) -> RawLoad:
+def normalise_transactions(raw: pl.DataFrame, max_quarantine_share: float = 0.05, chunk_rows: int = CHUNK_ROWS) -> RawLoad:
     """All-string transaction rows -> typed rows (+ `hour` derived from ts) plus quarantine."""
-    ts = _na("ts").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
-    mcc = _number("mcc")
-    typed = raw.select(
-        ncodpers=_number("ncodpers").cast(pl.Int64, strict=False),
-        ts=ts,
-        amount=_number("amount"),
-        mcc=mcc.cast(pl.Int16, strict=False),
-        merchant_id=_number("merchant_id").cast(pl.Int64, strict=False),
+    raw = raw.select(TRANSACTION_COLUMNS)  # an optional `hour` column is re-derived from ts
+    tagged, normalisations = _in_chunks(raw, _transaction_chunk, chunk_rows)
+    table, quarantine = _split(raw, tagged, max_quarantine_share, "transaction file", None)
+    load = RawLoad(table.sort("ncodpers", "ts", maintain_order=True), quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    TRANSACTION_SCHEMA.validate(load.table)
+    return load
+
+
+def _transaction_chunk(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    typed = _cleaned(raw).select(
+        ncodpers=_num("ncodpers").cast(pl.Int64, strict=False),
+        ts=pl.col("ts").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
+        amount=_num("amount"),
+        mcc=_num("mcc").cast(pl.Int16, strict=False),
+        merchant_id=_num("merchant_id").cast(pl.Int64, strict=False),
     ).with_columns(hour=pl.col("ts").dt.hour().cast(pl.Int8))
     reasons = [
         _reason(pl.col("ncodpers").is_null(), "invalid ncodpers"),
@@ -292,11 +329,8 @@ def normalise_transactions(raw: pl.DataFrame, max_quarantine_share: float = 0.05
         _reason(pl.col("mcc").is_null() | (pl.col("mcc") < 1000) | (pl.col("mcc") > 9999), "invalid mcc (not 4 digits)"),
         _reason(pl.col("merchant_id").is_null(), "invalid merchant_id"),
     ]
-    normalisations = _counts(raw, {"padded amounts stripped": pl.col("amount").str.starts_with(" ").fill_null(False)})
-    table, quarantine = _split(raw.select(TRANSACTION_COLUMNS), typed, reasons, max_quarantine_share, "transaction file", None)
-    load = RawLoad(table.sort("ncodpers", "ts", maintain_order=True), quarantine, raw.height, _reason_counts(quarantine), normalisations)
-    TRANSACTION_SCHEMA.validate(load.table)
-    return load
+    padded = raw.select(pl.col("amount").str.starts_with(" ").fill_null(False).sum()).item()
+    return _tag(typed, reasons), {"padded amounts stripped": int(padded)}
 
 
 def unavailable_transactions() -> RawLoad:
