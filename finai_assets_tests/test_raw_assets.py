@@ -112,3 +112,14 @@ def test_a_rejected_file_fails_the_run_and_keeps_the_last_good_materialization(t
     assert message in failure.event_specific_data.error.to_string()
     assert wh.manifest("santander_raw", None) == before
     assert {p.name: p.read_bytes() for p in wh.location("santander_raw", None).iterdir()} == files_before
+
+
+def test_two_candidate_raw_files_are_refused_naming_both(tmp_path, instance, sample_strings):
+    (tmp_path / "raw").mkdir()
+    sample_strings[0].head(100).write_csv(tmp_path / "raw" / "train_ver2.csv")
+    sample_strings[0].head(100).write_parquet(tmp_path / "raw" / "train_ver2.parquet")
+    result = _materialize(tmp_path, [santander_raw], instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = failure.event_specific_data.error.to_string()
+    assert "several raw files" in text and "train_ver2.csv" in text and "train_ver2.parquet" in text

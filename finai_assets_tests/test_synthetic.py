@@ -153,3 +153,11 @@ def test_recipe_plot_is_an_embedded_png(build):
     assert markdown.startswith("![v4: recipe promises](data:image/png;base64,")
     png = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_calibration_without_transactions_is_refused_with_the_reason(build, tmp_path):
+    profiles = build.warehouse.read("customer_profiles", None)
+    snapshots = build.warehouse.read("santander_raw", None)["snapshots"]
+    empty = build.warehouse.read("card_transactions_raw", None)["transactions"].clear()
+    with pytest.raises(ValueError, match="needs card transactions"):
+        synth.calibrate(profiles, snapshots, empty, tmp_path)
