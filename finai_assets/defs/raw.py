@@ -1,5 +1,7 @@
 """Raw stage: the Santander snapshots, card transactions and one profile row per customer."""
 
+import contextlib
+
 import dagster as dg
 import polars as pl
 
@@ -20,20 +22,24 @@ class RawConfig(dg.Config):
     sample_seed: int = 2016
 
 
-def _source(paths: DataPaths, config: RawConfig, which: str) -> tuple[pl.DataFrame | None, dict]:
-    """The raw strings of the real file if one is present, else of the embedded sample."""
+@contextlib.contextmanager
+def _source(paths: DataPaths, config: RawConfig, which: str):
+    """(raw strings, source metadata): the real file scanned lazily if one is present, else the
+    embedded sample; (None, ...) for transactions beside a real snapshot file without one."""
     path = paths.snapshot_path() if which == "snapshots" else paths.transaction_path()
     if path is not None:
         expected, optional = (
             (SNAPSHOT_COLUMNS, ()) if which == "snapshots" else (TRANSACTION_COLUMNS, TRANSACTION_OPTIONAL_COLUMNS)
         )
-        strings = rawlib.read_raw_strings(path, expected, optional, f"{which} file")
-        return strings, {"source": "file", "source_path": dg.MetadataValue.path(str(path.resolve())), "source_sha256": file_sha256(path)}
-    if which == "transactions" and paths.snapshot_path() is not None:
-        return None, {"source": "unavailable", "availability": "unavailable: a real snapshot file without a transaction file"}
-    snapshots, transactions = embedded_sample(config.sample_customers, config.sample_seed)
-    description = SAMPLE_DESCRIPTION.format(n=config.sample_customers, seed=config.sample_seed)
-    return (snapshots if which == "snapshots" else transactions), {"source": "embedded_sample", "source_description": description}
+        meta = {"source": "file", "source_path": dg.MetadataValue.path(str(path.resolve())), "source_sha256": file_sha256(path)}
+        with rawlib.scan_raw_strings(path, expected, optional, f"{which} file") as strings:
+            yield strings, meta
+    elif which == "transactions" and paths.snapshot_path() is not None:
+        yield None, {"source": "unavailable", "availability": "unavailable: a real snapshot file without a transaction file"}
+    else:
+        snapshots, transactions = embedded_sample(config.sample_customers, config.sample_seed)
+        description = SAMPLE_DESCRIPTION.format(n=config.sample_customers, seed=config.sample_seed)
+        yield (snapshots if which == "snapshots" else transactions), {"source": "embedded_sample", "source_description": description}
 
 
 def _result(load: rawlib.RawLoad, name: str, source: dict, config: RawConfig) -> dg.MaterializeResult:
@@ -62,8 +68,8 @@ def santander_raw(config: RawConfig, paths: DataPaths) -> dg.MaterializeResult:
     their reasons kept beside them. Reads `data/raw/train_ver2.{csv,csv.gz,parquet}` when present,
     else the deterministic embedded sample. A wrong, truncated or too dirty file fails the run and
     leaves the previous materialization untouched."""
-    strings, source = _source(paths, config, "snapshots")
-    load = rawlib.normalise_snapshots(strings, config.max_quarantine_share)
+    with _source(paths, config, "snapshots") as (strings, source):
+        load = rawlib.normalise_snapshots(strings, config.max_quarantine_share)
     result = _result(load, "snapshots", source, config)
     months = load.table.group_by("fecha_dato").len().sort("fecha_dato")
     return dg.MaterializeResult(
@@ -79,11 +85,11 @@ def card_transactions_raw(config: RawConfig, paths: DataPaths) -> dg.Materialize
     Reads `data/raw/card_transactions.{csv,csv.gz,parquet}`, else the embedded sample; beside a real
     snapshot file with no transaction file it is *unavailable* (empty, flagged in metadata) and
     never falls back to the sample."""
-    strings, source = _source(paths, config, "transactions")
-    if strings is None:
-        load = rawlib.unavailable_transactions()
-    else:
-        load = rawlib.normalise_transactions(strings, config.max_quarantine_share)
+    with _source(paths, config, "transactions") as (strings, source):
+        if strings is None:
+            load = rawlib.unavailable_transactions()
+        else:
+            load = rawlib.normalise_transactions(strings, config.max_quarantine_share)
     return _result(load, "transactions", {"availability": "available", **source}, config)
 
 

@@ -12,10 +12,12 @@ Every input row ends in one of three classes:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandera.polars as pa
@@ -57,7 +59,16 @@ class RawLoad:
 
 
 def read_raw_strings(path: Path, expected: tuple[str, ...], optional: tuple[str, ...], what: str) -> pl.DataFrame:
-    """Read csv / csv.gz / parquet into an all-string frame with exactly the expected columns."""
+    """Read csv / csv.gz / parquet whole into an all-string frame with exactly the expected columns."""
+    with scan_raw_strings(path, expected, optional, what) as lazy:
+        return _collect(lazy, what, path)
+
+
+@contextlib.contextmanager
+def scan_raw_strings(path: Path, expected: tuple[str, ...], optional: tuple[str, ...], what: str) -> Iterator[pl.LazyFrame]:
+    """The file as a lazy all-string frame (columns in the declared order), after the checks
+    that need no full read: existence, extension, size, schema, binary content, truncation. A
+    `.csv.gz` is decompressed to a temporary file that lives as long as the context."""
     name = path.name.lower()
     if not path.exists():
         raise RawFileError(f"{what}: {path} does not exist")
@@ -69,15 +80,15 @@ def read_raw_strings(path: Path, expected: tuple[str, ...], optional: tuple[str,
         raise RawFileError(f"{what}: {path} is empty; copy the file again")
     if name.endswith(".parquet"):
         try:
-            frame = pl.read_parquet(path)
+            columns = list(pl.read_parquet_schema(path))
         except Exception as exc:  # polars raises several error types on a broken footer
             raise RawFileError(
                 f"{what}: {path} is not a readable parquet file ({exc.__class__.__name__}: {exc}); "
                 "it may be truncated: copy it again"
             ) from exc
-        _check_columns(frame.columns, expected, optional, what, path)
-        return _canonical(frame.select(pl.all().cast(pl.Utf8)), expected, optional)
-    if name.endswith(".gz"):
+        _check_columns(columns, expected, optional, what, path)
+        yield _canonical(pl.scan_parquet(path).select(pl.all().cast(pl.Utf8)), expected, optional, columns)
+    elif name.endswith(".gz"):
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / path.name[:-3]
             try:
@@ -87,33 +98,38 @@ def read_raw_strings(path: Path, expected: tuple[str, ...], optional: tuple[str,
                 raise RawFileError(
                     f"{what}: {path} is not a complete gzip file ({exc}); it is truncated or corrupt: copy it again"
                 ) from exc
-            return _read_csv(plain, expected, optional, what, path)
-    return _read_csv(path, expected, optional, what, path)
+            yield _scan_csv(plain, expected, optional, what, path)
+    else:
+        yield _scan_csv(path, expected, optional, what, path)
 
 
-def _read_csv(path: Path, expected, optional, what: str, shown: Path) -> pl.DataFrame:
+def _scan_csv(path: Path, expected, optional, what: str, shown: Path) -> pl.LazyFrame:
     with path.open("rb") as fh:
         head = fh.read(1 << 16)
         fh.seek(max(path.stat().st_size - 1, 0))
         last = fh.read(1)
     if b"\x00" in head:
         raise RawFileError(f"{what}: {shown} is not a CSV text file (binary content); export it as CSV")
-    header = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip().replace('"', "")
-    _check_columns([c.strip() for c in header.split(",")], expected, optional, what, shown)
+    header = [c.strip() for c in head.split(b"\n", 1)[0].decode("utf-8", "replace").strip().replace('"', "").split(",")]
+    _check_columns(header, expected, optional, what, shown)
     if last != b"\n":
         raise RawFileError(
             f"{what}: {shown} is truncated (its last line is incomplete, no final newline); copy the file again"
         )
-    try:
-        frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"', low_memory=True)
-    except pl.exceptions.PolarsError as exc:
-        raise RawFileError(f"{what}: {shown} could not be parsed as CSV ({exc}); check the delimiter (,) and quoting") from exc
-    return _canonical(frame.rename({c: c.strip() for c in frame.columns}), expected, optional)
+    lazy = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"', new_columns=header)
+    return _canonical(lazy, expected, optional, header)
 
 
-def _canonical(frame: pl.DataFrame, expected, optional) -> pl.DataFrame:
+def _canonical(lazy: pl.LazyFrame, expected, optional, present: list[str]) -> pl.LazyFrame:
     """Columns in the declared order (a file may order them differently)."""
-    return frame.select(*expected, *[c for c in optional if c in frame.columns])
+    return lazy.select(*expected, *[c for c in optional if c in present])
+
+
+def _collect(lazy: pl.LazyFrame, what: str, path: Path | None = None) -> pl.DataFrame:
+    try:
+        return lazy.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise RawFileError(f"{what}: {path or 'the file'} could not be parsed ({exc}); check the delimiter (,) and quoting") from exc
 
 
 def _check_columns(columns, expected, optional, what: str, path: Path) -> None:
@@ -160,39 +176,49 @@ def _tag(typed: pl.DataFrame, reasons: list[pl.Expr]) -> pl.DataFrame:
     )
 
 
-def _in_chunks(raw: pl.DataFrame, normalise_chunk, chunk_rows: int) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Normalise bounded row slices (working memory stays flat on a 13.6M-row file)."""
-    parts, counts = [], {}
-    for offset in range(0, max(raw.height, 1), chunk_rows):
-        tagged, chunk_counts = normalise_chunk(raw.slice(offset, chunk_rows))
-        parts.append(tagged)
+def _batches(lazy: pl.LazyFrame, chunk_rows: int, what: str) -> Iterator[pl.DataFrame]:
+    """Bounded row batches of the source (working memory stays flat on a 13.6M-row file)."""
+    try:
+        empty = True
+        for batch in lazy.collect_batches(chunk_size=chunk_rows, maintain_order=True):
+            empty = False
+            yield batch
+        if empty:
+            yield lazy.head(0).collect()
+    except pl.exceptions.PolarsError as exc:
+        raise RawFileError(f"{what}: the file could not be parsed ({exc}); check the delimiter (,) and quoting") from exc
+
+
+def _normalise_stream(raw: pl.DataFrame | pl.LazyFrame, normalise_chunk, chunk_rows: int, max_share: float, what: str,
+                      duplicate_keys: pl.DataFrame | None = None):
+    """Normalise batch by batch; tag the rows whose key is in `duplicate_keys`; keep the typed
+    clean rows and the raw strings of quarantined rows; enforce the quarantine share."""
+    good, bad, counts, offset = [], [], {}, 0
+    for batch in _batches(raw.lazy(), chunk_rows, what):
+        tagged, chunk_counts = normalise_chunk(batch)
+        if duplicate_keys is not None:
+            key = [c for c in duplicate_keys.columns if c != "_duplicate"]
+            tagged = tagged.join(duplicate_keys, on=key, how="left", maintain_order="left").with_columns(
+                pl.when(pl.col("_duplicate"))
+                .then(pl.concat_str([pl.col("reason"), pl.lit(f"duplicate ({', '.join(key)})")], separator="; ", ignore_nulls=True))
+                .otherwise(pl.col("reason"))
+                .alias("reason")
+            ).drop("_duplicate")
+        is_bad = tagged["reason"].is_not_null()
+        good.append(tagged.filter(~is_bad).drop("reason"))
+        bad.append(batch.with_row_index("source_row", offset=offset).filter(is_bad).with_columns(reason=tagged["reason"].filter(is_bad)))
         counts = {k: counts.get(k, 0) + v for k, v in chunk_counts.items()}
-    return pl.concat(parts), counts
-
-
-def _split(raw: pl.DataFrame, tagged: pl.DataFrame, max_share: float, what: str, key: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Add the duplicate-key reason (whole file), enforce the quarantine share, split rows."""
-    if key:
-        dup = tagged.select(pl.struct(key).is_duplicated() & pl.col(key[0]).is_not_null()).to_series()
-        tagged = tagged.with_columns(
-            pl.when(dup)
-            .then(pl.concat_str([pl.col("reason"), pl.lit(f"duplicate ({', '.join(key)})")], separator="; ", ignore_nulls=True))
-            .otherwise(pl.col("reason"))
-            .alias("reason")
-        )
-    bad = tagged["reason"].is_not_null()
-    quarantine = raw.with_row_index("source_row").filter(bad).with_columns(reason=tagged["reason"].filter(bad))
-    share = quarantine.height / max(raw.height, 1)
+        offset += batch.height
+    quarantine = pl.concat(bad)
+    share = quarantine.height / max(offset, 1)
     if share > max_share:
         top = quarantine["reason"].value_counts(sort=True).head(3).rows()
         raise RawFileError(
-            f"{what}: {quarantine.height} of {raw.height} rows ({share:.1%}) would be quarantined, above the "
+            f"{what}: {quarantine.height} of {offset} rows ({share:.1%}) would be quarantined, above the "
             f"{max_share:.0%} limit; top reasons {top}. Fix the file (or raise max_quarantine_share if the "
             "data really is that dirty)"
         )
-    return tagged.filter(~bad).drop("reason"), quarantine
-
-
+    return pl.concat(good), quarantine, offset, counts
 
 
 # ---------------------------------------------------------------- snapshots
@@ -215,14 +241,21 @@ def _dt(col: str) -> pl.Expr:
 
 
 CHUNK_ROWS = 1_000_000
+SNAPSHOT_KEY = ["fecha_dato", "ncodpers"]
+SNAPSHOT_KEY_TYPED = {"fecha_dato": _dt("fecha_dato"), "ncodpers": _num("ncodpers").cast(pl.Int64, strict=False)}
 
 
-def normalise_snapshots(raw: pl.DataFrame, max_quarantine_share: float = 0.05, chunk_rows: int = CHUNK_ROWS) -> RawLoad:
+def normalise_snapshots(raw: pl.DataFrame | pl.LazyFrame, max_quarantine_share: float = 0.05,
+                        chunk_rows: int = CHUNK_ROWS) -> RawLoad:
     """All-string snapshot rows -> typed, normalised rows plus quarantined rows with reasons."""
-    assert tuple(raw.columns) == SNAPSHOT_COLUMNS, "read_raw_strings enforces the schema"
-    tagged, normalisations = _in_chunks(raw, _snapshot_chunk, chunk_rows)
-    table, quarantine = _split(raw, tagged, max_quarantine_share, "snapshot file", ["fecha_dato", "ncodpers"])
-    load = RawLoad(table.sort("fecha_dato", "ncodpers"), quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    assert tuple(raw.collect_schema().names()) == SNAPSHOT_COLUMNS, "scan_raw_strings enforces the schema"
+    # Duplicate (month, customer) keys need the whole file: a first pass over the two key columns.
+    keys = _cleaned(_collect(raw.lazy().select(SNAPSHOT_KEY), "snapshot file")).select(**SNAPSHOT_KEY_TYPED)
+    duplicates = keys.filter(pl.struct(SNAPSHOT_KEY).is_duplicated()).drop_nulls().unique().with_columns(_duplicate=pl.lit(True))
+    table, quarantine, n_rows, normalisations = _normalise_stream(
+        raw, _snapshot_chunk, chunk_rows, max_quarantine_share, "snapshot file", duplicates
+    )
+    load = RawLoad(table.sort(SNAPSHOT_KEY), quarantine, n_rows, _reason_counts(quarantine), normalisations)
     SNAPSHOT_SCHEMA.validate(load.table)
     return load
 
@@ -236,8 +269,7 @@ def _snapshot_chunk(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
     }
     numbers = ("age", "antiguedad", "renta", "cod_prov", "ind_actividad_cliente")
     typed = clean.select(
-        fecha_dato=_dt("fecha_dato"),
-        ncodpers=_num("ncodpers").cast(pl.Int64, strict=False),
+        **SNAPSHOT_KEY_TYPED,
         ind_empleado="ind_empleado",
         pais_residencia="pais_residencia",
         sexo="sexo",
@@ -304,12 +336,14 @@ def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
 # ---------------------------------------------------------------- transactions
 
 
-def normalise_transactions(raw: pl.DataFrame, max_quarantine_share: float = 0.05, chunk_rows: int = CHUNK_ROWS) -> RawLoad:
+def normalise_transactions(raw: pl.DataFrame | pl.LazyFrame, max_quarantine_share: float = 0.05,
+                           chunk_rows: int = CHUNK_ROWS) -> RawLoad:
     """All-string transaction rows -> typed rows (+ `hour` derived from ts) plus quarantine."""
-    raw = raw.select(TRANSACTION_COLUMNS)  # an optional `hour` column is re-derived from ts
-    tagged, normalisations = _in_chunks(raw, _transaction_chunk, chunk_rows)
-    table, quarantine = _split(raw, tagged, max_quarantine_share, "transaction file", None)
-    load = RawLoad(table.sort("ncodpers", "ts", maintain_order=True), quarantine, raw.height, _reason_counts(quarantine), normalisations)
+    raw = raw.lazy().select(TRANSACTION_COLUMNS)  # an optional `hour` column is re-derived from ts
+    table, quarantine, n_rows, normalisations = _normalise_stream(
+        raw, _transaction_chunk, chunk_rows, max_quarantine_share, "transaction file"
+    )
+    load = RawLoad(table.sort("ncodpers", "ts", maintain_order=True), quarantine, n_rows, _reason_counts(quarantine), normalisations)
     TRANSACTION_SCHEMA.validate(load.table)
     return load
 

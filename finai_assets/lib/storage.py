@@ -28,13 +28,25 @@ def content_hash(tables: dict[str, pl.DataFrame] | pl.DataFrame) -> str:
     """sha256 over the Arrow IPC bytes of each table (name-sorted): equal data, equal hash."""
     if isinstance(tables, pl.DataFrame):
         tables = {DEFAULT_TABLE: tables}
-    h = hashlib.sha256()
+    sink = _HashSink()
     for name in sorted(tables):
-        buf = io.BytesIO()
-        tables[name].rechunk().write_ipc(buf, compression="uncompressed")
-        h.update(name.encode())
-        h.update(buf.getvalue())
-    return h.hexdigest()
+        sink.write(name.encode())
+        tables[name].rechunk().write_ipc(sink, compression="uncompressed")
+    return sink.sha256.hexdigest()
+
+
+class _HashSink(io.RawIOBase):
+    """A write-only stream that only hashes: a table is hashed without a copy of its bytes."""
+
+    def __init__(self):
+        self.sha256 = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return len(data)
 
 
 def file_sha256(path: Path) -> str:
