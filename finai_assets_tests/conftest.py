@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from finai_assets.defs import raw, synthetic
+from finai_assets.defs import labels, raw, synthetic
 from finai_assets.resources import DataPaths, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,10 +18,24 @@ SPEC_EDGES = {
     "synthetic_calibration": ("synthetic", False, {"customer_profiles", "santander_raw", "card_transactions_raw"}),
     "synthetic_customers": ("synthetic", True, {"synthetic_calibration"}),
     "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
+    "candidate_labels": ("labels", True, {"synthetic_customers"}),
+    "split_assignments": ("features", True, {"synthetic_customers", "candidate_labels"}),
 }
+
+
+def declared_checks() -> dict[str, dict[str, bool]]:
+    """asset -> {check name: blocking} as the loaded definitions declare them."""
+    from finai_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    out = {key.to_user_string(): {} for key in graph.materializable_asset_keys}
+    for check_key in graph.asset_check_keys:
+        out[check_key.asset_key.to_user_string()][check_key.name] = graph.get_check_spec(check_key).blocking
+    return out
 
 RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profiles]
 SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
+LABEL_ASSETS = [labels.candidate_labels, labels.split_assignments]
 
 
 def resources_for(data_dir: Path) -> dict:
@@ -53,8 +67,8 @@ def build(tmp_path_factory) -> Build:
     }
     for version in ("v2", "v3", "v4"):
         results[version] = dg.materialize(
-            [*RAW_ASSETS, *SYNTHETIC_ASSETS],
-            selection=[synthetic.synthetic_version],
+            [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS],
+            selection=[synthetic.synthetic_version, *LABEL_ASSETS],
             partition_key=version,
             instance=instance,
             resources=resources_for(data_dir),

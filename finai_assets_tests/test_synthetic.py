@@ -29,7 +29,9 @@ def synthesizer(calibration):
 def test_each_version_materializes_with_every_check_passing(build, version):
     result = build.results[version]
     assert result.success
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    evaluations = {
+        e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "synthetic_customers"
+    }
     assert set(evaluations) == {"schema", "sdmetrics_quality", "privacy_dcr", "self_replication", "recipe_promises"}
     failed = {n: e.metadata.get("summary") for n, e in evaluations.items() if not e.passed}
     assert not failed
