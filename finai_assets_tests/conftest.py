@@ -20,6 +20,7 @@ SPEC_EDGES = {
     "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
     "candidate_labels": ("labels", True, {"synthetic_customers"}),
     "split_assignments": ("features", True, {"synthetic_customers", "candidate_labels"}),
+    "task_labels": ("labels", True, {"candidate_labels", "split_assignments", "synthetic_customers"}),
 }
 
 
@@ -35,7 +36,7 @@ def declared_checks() -> dict[str, dict[str, bool]]:
 
 RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profiles]
 SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
-LABEL_ASSETS = [labels.candidate_labels, labels.split_assignments]
+LABEL_ASSETS = [labels.candidate_labels, labels.split_assignments, labels.task_labels]
 
 
 def resources_for(data_dir: Path) -> dict:

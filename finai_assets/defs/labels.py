@@ -6,6 +6,7 @@ import polars as pl
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import labels as lab
+from finai_assets.lib import task_screen as screen
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
 
@@ -109,6 +110,52 @@ def split_assignments(
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"max_deviation": worst, "threshold": config.max_share_deviation,
                           "target_shares": dg.MetadataValue.json(lab.SPLITS)},
+            )
+        ],
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name="labels",
+    kinds={"polars", "sklearn"},
+    code_version="1",
+    check_specs=[dg.AssetCheckSpec("decisions_match_registry", asset="task_labels", blocking=False)],
+)
+def task_labels(
+    context: dg.AssetExecutionContext, candidate_labels: pl.DataFrame, split_assignments: pl.DataFrame,
+    synthetic_customers: dict, paths: DataPaths,
+):
+    """The task set: the screen decides from data which candidates are prediction tasks (not a
+    deterministic function of pre-cutoff features, not redundant with another candidate, not
+    merely persisting) and publishes the decision table (metric, value, margin, decision,
+    expected fate, agrees). The labels of the kept tasks with each customer's split; `next_mcc`
+    as its class in the top-49 train vocabulary + other. A disagreement with the registry is a
+    warning, never tuned away."""
+    sources = lab.pre_cutoff_sources(synthetic_customers["snapshots"], synthetic_customers["transactions"])
+    decisions = screen.screen(candidate_labels, split_assignments, sources)
+    vocabulary = screen.next_mcc_vocabulary(candidate_labels, split_assignments)
+    tasks = screen.task_labels(candidate_labels, split_assignments, decisions, vocabulary)
+    tables = {"labels": tasks, "decisions": decisions, "next_mcc_vocabulary": vocabulary}
+    kept = decisions.filter(pl.col("decision") == "kept")
+    disagreements = decisions.filter(~pl.col("agrees"))
+    return dg.MaterializeResult(
+        value=tables,
+        data_version=dg.DataVersion(content_hash(tables)),
+        metadata={
+            **table_metadata(tasks),
+            "kept_tasks": kept.height,
+            "kept_by_type": dg.MetadataValue.json(dict(kept.group_by("type").len().sort("type").iter_rows())),
+            "task_groups": ", ".join(sorted({lab.CANDIDATES[t].group for t in kept["task"]} - {None})),
+            "decision_table": markdown_table(decisions.drop("details"), 20),
+            "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("candidate_labels", "split_assignments", "synthetic_customers")}),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="decisions_match_registry", passed=disagreements.is_empty(),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"disagreements": markdown_table(disagreements.drop("details")) if disagreements.height else "none",
+                          "kept": kept.height, "dropped": int((decisions["decision"] == "dropped").sum())},
             )
         ],
     )

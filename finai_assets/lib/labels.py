@@ -303,3 +303,33 @@ def split_balance(splits: pl.DataFrame, labels: pl.DataFrame, shares: dict[str, 
     return pl.DataFrame(rows, schema=["measure", "split", "value", "target"], orient="row").with_columns(
         deviation=(pl.col("value") - pl.col("target")).abs()
     ).sort("measure", "split")
+
+
+def pre_cutoff_sources(snapshots: pl.DataFrame, transactions: pl.DataFrame, cutoff: dt.date = DEFAULT_CUTOFF) -> pl.DataFrame:
+    """The pre-cutoff source values the registry names, per customer present at the cutoff: what
+    the screen tests the 'not a prediction task' candidates against."""
+    cut = cutoff_instant(cutoff)
+    before = transactions.filter((pl.col("ts") < cut) & (pl.col("ts") >= cut - WINDOW))
+    spend = before.group_by("ncodpers").agg(spend_before=pl.col("amount").sum(), txn_count_before=pl.len())
+    return (
+        snapshots.filter(pl.col("fecha_dato") == cutoff)
+        .select(
+            "ncodpers", "renta", "antiguedad", "ind_actividad_cliente",
+            product_count=_product_count(),
+            segment_at_c=pl.col("segmento").replace_strict({s: i for i, s in enumerate(SEGMENTS)}, default=None, return_dtype=pl.Int8),
+        )
+        .join(spend, on="ncodpers", how="left")
+        .with_columns(pl.col("spend_before", "txn_count_before").fill_null(0))
+        .sort("ncodpers")
+    )
+
+
+# Registry sources (column, window) -> the pre_cutoff_sources column holding them.
+SOURCE_COLUMNS: dict[tuple[str, str], str] = {
+    ("renta", "at_c"): "renta",
+    ("antiguedad", "at_c"): "antiguedad",
+    ("amount", "before_cutoff"): "spend_before",
+    ("ts", "before_cutoff"): "txn_count_before",
+    ("ind_actividad_cliente", "at_c"): "ind_actividad_cliente",
+    **{(c, "at_c"): "product_count" for c in PRODUCT_COLUMNS},
+}
