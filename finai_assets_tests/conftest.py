@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from finai_assets.defs import labels, raw, synthetic
+from finai_assets.defs import features, labels, raw, synthetic
 from finai_assets.resources import DataPaths, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +21,8 @@ SPEC_EDGES = {
     "candidate_labels": ("labels", True, {"synthetic_customers"}),
     "split_assignments": ("features", True, {"synthetic_customers", "candidate_labels"}),
     "task_labels": ("labels", True, {"candidate_labels", "split_assignments", "synthetic_customers"}),
+    "feature_pipeline": ("features", True, {"synthetic_customers", "split_assignments"}),
+    "feature_table": ("features", True, {"synthetic_customers", "feature_pipeline"}),
 }
 
 
@@ -37,6 +39,7 @@ def declared_checks() -> dict[str, dict[str, bool]]:
 RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profiles]
 SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
 LABEL_ASSETS = [labels.candidate_labels, labels.split_assignments, labels.task_labels]
+FEATURE_ASSETS = [features.feature_pipeline, features.feature_table]
 
 
 def resources_for(data_dir: Path) -> dict:
@@ -68,8 +71,8 @@ def build(tmp_path_factory) -> Build:
     }
     for version in ("v2", "v3", "v4"):
         results[version] = dg.materialize(
-            [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS],
-            selection=[synthetic.synthetic_version, *LABEL_ASSETS],
+            [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS],
+            selection=[synthetic.synthetic_version, *LABEL_ASSETS, *FEATURE_ASSETS],
             partition_key=version,
             instance=instance,
             resources=resources_for(data_dir),

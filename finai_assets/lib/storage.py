@@ -25,13 +25,18 @@ DEFAULT_TABLE = "data"
 
 
 def content_hash(tables: dict[str, pl.DataFrame] | pl.DataFrame) -> str:
-    """sha256 over the Arrow IPC bytes of each table (name-sorted): equal data, equal hash."""
+    """sha256 over the Arrow IPC stream of each table (name-sorted): equal data, equal hash.
+    Written through pyarrow, so polars' in-memory hints (sortedness flags) do not count."""
+    import pyarrow as pa
+
     if isinstance(tables, pl.DataFrame):
         tables = {DEFAULT_TABLE: tables}
     sink = _HashSink()
     for name in sorted(tables):
         sink.write(name.encode())
-        tables[name].rechunk().write_ipc(sink, compression="uncompressed")
+        table = tables[name].rechunk().to_arrow()
+        with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
+            writer.write_table(table)
     return sink.sha256.hexdigest()
 
 

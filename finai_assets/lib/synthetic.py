@@ -158,14 +158,7 @@ def calibrate(profiles: pl.DataFrame, snapshots: pl.DataFrame, transactions: pl.
     txn_stats = _transaction_stats(transactions.join(train_p.select("ncodpers", "persona"), on="ncodpers"))
     rng = np.random.default_rng(seed)
     tables = {
-        "persona_gmm": pl.DataFrame(
-            {
-                "persona": np.arange(N_PERSONAS),
-                "weight": gmm.weights_,
-                "mean": [list(m) for m in gmm.means_],
-                "covariance": [list(c.ravel()) for c in gmm.covariances_],
-            }
-        ),
+        "persona_gmm": gmm_table(gmm.weights_, gmm.means_, gmm.covariances_),
         "persona_scaler": pl.DataFrame({"feature": PERSONA_FEATURES, "mean": mu, "std": sd}),
         **stats,
         **txn_stats,
@@ -451,7 +444,20 @@ def _demographic_effects(prof: pl.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def _gmm_posterior_draw(gmm: pl.DataFrame, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def gmm_table(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> pl.DataFrame:
+    """A fitted Gaussian mixture as a table (one row per component)."""
+    return pl.DataFrame(
+        {
+            "persona": np.arange(len(weights)),
+            "weight": weights,
+            "mean": [list(m) for m in means],
+            "covariance": [list(c.ravel()) for c in covariances],
+        }
+    )
+
+
+def gmm_posterior(gmm: pl.DataFrame, z: np.ndarray) -> np.ndarray:
+    """P(component | z) for a mixture stored by `gmm_table` (numpy / scipy, no sklearn)."""
     from scipy.stats import multivariate_normal
 
     g = gmm.sort("persona")
@@ -464,8 +470,12 @@ def _gmm_posterior_draw(gmm: pl.DataFrame, z: np.ndarray, rng: np.random.Generat
         1,
     )
     post = np.exp(logp - logp.max(1, keepdims=True))
-    post /= post.sum(1, keepdims=True)
-    return (rng.random(z.shape[0])[:, None] > np.cumsum(post, 1)).sum(1).clip(0, N_PERSONAS - 1)
+    return post / post.sum(1, keepdims=True)
+
+
+def _gmm_posterior_draw(gmm: pl.DataFrame, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    post = gmm_posterior(gmm, z)
+    return (rng.random(z.shape[0])[:, None] > np.cumsum(post, 1)).sum(1).clip(0, gmm.height - 1)
 
 
 def normalised_snapshots(snap: pl.DataFrame) -> pl.DataFrame:

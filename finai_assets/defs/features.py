@@ -1,0 +1,74 @@
+"""Features stage: the pipeline fitted on the train split, and the feature table it produces."""
+
+import dataclasses
+
+import dagster as dg
+import polars as pl
+
+from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
+from finai_assets.defs.partitions import dataset_partitions
+from finai_assets.lib import features as feat
+from finai_assets.lib.storage import content_hash
+from finai_assets.resources import DataPaths
+
+
+class FeatureSettings(dg.Config):
+    """Launchpad config of the feature pipeline (protected-attribute policy included)."""
+
+    sequence_length: int = feat.FeatureConfig().sequence_length
+    seed: int = 0
+    # Gender and residency / nationality are never model inputs unless switched on here.
+    include_gender: bool = False
+    include_residency: bool = False
+
+    def to_lib(self) -> feat.FeatureConfig:
+        excluded = (() if self.include_gender else ("sexo",)) + (() if self.include_residency else ("indext", "pais_residencia", "indresi"))
+        return feat.FeatureConfig(sequence_length=self.sequence_length, excluded_protected=excluded, seed=self.seed)
+
+
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "sklearn"}, code_version="1")
+def feature_pipeline(
+    context: dg.AssetExecutionContext, config: FeatureSettings, synthetic_customers: dict,
+    split_assignments: pl.DataFrame, paths: DataPaths,
+) -> dg.MaterializeResult:
+    """Every fitted transform, learnt on train customers and pre-cutoff data only: scalers,
+    channel and MCC vocabularies, the MCC hierarchy (Poincare) embedding, customer-product graph
+    embeddings of the products, GMM personas. Reused to score production months."""
+    lib_config = config.to_lib()
+    tables = feat.fit_pipeline(synthetic_customers["snapshots"], synthetic_customers["transactions"], split_assignments, lib_config)
+    return dg.MaterializeResult(
+        value=tables,
+        data_version=dg.DataVersion(content_hash(tables)),
+        metadata={
+            "fitted_on_customers": int((split_assignments["split"] == "train").sum()),
+            "scaled_features": tables["scaler"].height,
+            "mcc_vocabulary": ", ".join(str(m) for m in tables["mcc_vocabulary"]["mcc"]),
+            "excluded_protected_columns": ", ".join(lib_config.excluded_protected),
+            "config": dg.MetadataValue.json(dataclasses.asdict(lib_config) | {"cutoff": str(lib_config.cutoff)}),
+            "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("synthetic_customers", "split_assignments")}),
+        },
+    )
+
+
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars"}, code_version="1")
+def feature_table(
+    context: dg.AssetExecutionContext, synthetic_customers: dict, feature_pipeline: dict, paths: DataPaths,
+) -> dg.MaterializeResult:
+    """One row per customer present at the cutoff: demographics (gender and residency never
+    inputs), product holdings and history, transaction windows (7/30/90/180 days), the last K
+    transactions as a sequence, MCC shares and hierarchy, customer-product graph embedding,
+    persistence summaries of the spend series, persona probabilities — all from snapshots <= c
+    and transactions before the end of day c. Table `schema`: column -> group -> experts."""
+    table = feat.transform(synthetic_customers["snapshots"], synthetic_customers["transactions"], feature_pipeline)
+    schema = feat.feature_schema(table.columns)
+    tables = {"features": table, "schema": schema}
+    return dg.MaterializeResult(
+        value=tables,
+        data_version=dg.DataVersion(content_hash(tables)),
+        metadata={
+            **table_metadata(table),
+            "features": table.width - 1,
+            "groups": markdown_table(schema.group_by("group", "experts").len().sort("group")),
+            "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("synthetic_customers", "feature_pipeline")}),
+        },
+    )
