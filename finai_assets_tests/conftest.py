@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from finai_assets.defs import features, labels, raw, synthetic
+from finai_assets.defs import features, labels, leakage, raw, synthetic
 from finai_assets.resources import DataPaths, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +23,8 @@ SPEC_EDGES = {
     "task_labels": ("labels", True, {"candidate_labels", "split_assignments", "synthetic_customers"}),
     "feature_pipeline": ("features", True, {"synthetic_customers", "split_assignments"}),
     "feature_table": ("features", True, {"synthetic_customers", "feature_pipeline"}),
+    "oracle_report": ("features", True, {"synthetic_ground_truth", "task_labels", "split_assignments"}),
+    "leakage_report": ("features", True, {"feature_table", "task_labels", "split_assignments", "oracle_report"}),
 }
 
 
@@ -39,7 +41,7 @@ def declared_checks() -> dict[str, dict[str, bool]]:
 RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profiles]
 SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
 LABEL_ASSETS = [labels.candidate_labels, labels.split_assignments, labels.task_labels]
-FEATURE_ASSETS = [features.feature_pipeline, features.feature_table]
+FEATURE_ASSETS = [features.feature_pipeline, features.feature_table, leakage.oracle_report, leakage.leakage_report]
 
 
 def resources_for(data_dir: Path) -> dict:

@@ -8,7 +8,7 @@ import pytest
 
 from finai_assets.lib import features as feat
 from finai_assets.lib.labels import cutoff_instant
-from finai_assets.lib.schema import DEFAULT_CUTOFF, PRODUCT_COLUMNS
+from finai_assets.lib.schema import DEFAULT_CUTOFF
 from finai_assets.lib.storage import content_hash
 
 CUT = cutoff_instant(DEFAULT_CUTOFF)
@@ -36,35 +36,25 @@ def test_feature_table_materialized_for_every_customer_at_the_cutoff(build, v3):
 
 def test_post_cutoff_perturbation_leaves_the_feature_table_byte_identical(v3):
     snaps, txn = v3["snapshots"], v3["transactions"]
-    after = pl.col("fecha_dato") > DEFAULT_CUTOFF
-    perturbed_snaps = snaps.with_columns(
-        pl.when(after).then(1 - pl.col(c).fill_null(0)).otherwise(pl.col(c)).cast(pl.Int8).alias(c) for c in PRODUCT_COLUMNS
-    ).with_columns(pl.when(after).then(pl.col("renta") * 3).otherwise(pl.col("renta")).alias("renta"))
-    later = pl.col("ts") >= CUT
-    perturbed_txn = pl.concat([
-        txn.with_columns(
-            pl.when(later).then(pl.col("amount") * 10).otherwise(pl.col("amount")).alias("amount"),
-            pl.when(later).then(pl.lit(5999, pl.Int16)).otherwise(pl.col("mcc")).alias("mcc"),
-        ),
-        txn.filter(later).with_columns(pl.col("ts") + pl.duration(hours=1)),  # extra post-cutoff rows
-    ])
-    assert content_hash(perturbed_txn) != content_hash(txn)
+    perturbed_snaps, perturbed_txn = feat.perturb_after_cutoff(snaps, txn, DEFAULT_CUTOFF)
+    assert content_hash(perturbed_txn) != content_hash(txn) and content_hash(perturbed_snaps) != content_hash(snaps)
     original = feat.transform(snaps, txn, v3["pipeline"])
     assert content_hash(original) == content_hash(v3["table"]["features"])
     assert content_hash(feat.transform(perturbed_snaps, perturbed_txn, v3["pipeline"])) == content_hash(original)
+    assert v3["table"]["isolation"]["identical"].all() and v3["table"]["isolation"].height == 2
 
 
 def test_val_and_test_perturbation_leaves_the_pipeline_identical(v3):
-    held_out = v3["splits"].filter(pl.col("split").is_in(["val", "test"]))["ncodpers"].implode()
-    mine = pl.col("ncodpers").is_in(held_out)
-    snaps = v3["snapshots"].with_columns(pl.when(mine).then(pl.col("renta") * 5 + 1).otherwise(pl.col("renta")).alias("renta"))
-    txn = v3["transactions"].with_columns(pl.when(mine).then(pl.col("amount") * 7).otherwise(pl.col("amount")).alias("amount"))
-    refit = feat.fit_pipeline(snaps, txn, v3["splits"], feat.pipeline_config(v3["pipeline"]))
-    assert content_hash(refit) == content_hash(v3["pipeline"])
+    splits = v3["splits"]
+    fitted = {k: v for k, v in v3["pipeline"].items() if k != "isolation"}
+    config = feat.pipeline_config(fitted)
+    held_out = splits.filter(pl.col("split").is_in(["val", "test"]))["ncodpers"]
+    refit = feat.fit_pipeline(*feat.perturb_customers(v3["snapshots"], v3["transactions"], held_out), splits, config)
+    assert content_hash(refit) == content_hash(fitted)
     # ...while touching train customers changes it: the comparison can fail.
-    train = pl.col("ncodpers").is_in(v3["splits"].filter(pl.col("split") == "train")["ncodpers"].implode())
-    moved = v3["transactions"].with_columns(pl.when(train).then(pl.col("amount") * 7).otherwise(pl.col("amount")).alias("amount"))
-    assert content_hash(feat.fit_pipeline(v3["snapshots"], moved, v3["splits"], feat.pipeline_config(v3["pipeline"]))) != content_hash(v3["pipeline"])
+    train = splits.filter(pl.col("split") == "train")["ncodpers"]
+    moved = feat.fit_pipeline(*feat.perturb_customers(v3["snapshots"], v3["transactions"], train), splits, config)
+    assert content_hash(moved) != content_hash(fitted)
 
 
 def test_schema_routes_every_column_and_excludes_protected_attributes(v3):

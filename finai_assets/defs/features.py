@@ -35,7 +35,9 @@ def feature_pipeline(
     channel and MCC vocabularies, the MCC hierarchy (Poincare) embedding, customer-product graph
     embeddings of the products, GMM personas. Reused to score production months."""
     lib_config = config.to_lib()
-    tables = feat.fit_pipeline(synthetic_customers["snapshots"], synthetic_customers["transactions"], split_assignments, lib_config)
+    snapshots, transactions = synthetic_customers["snapshots"], synthetic_customers["transactions"]
+    tables = feat.fit_pipeline(snapshots, transactions, split_assignments, lib_config)
+    tables["isolation"] = feat.pipeline_isolation(snapshots, transactions, split_assignments, tables)
     return dg.MaterializeResult(
         value=tables,
         data_version=dg.DataVersion(content_hash(tables)),
@@ -59,15 +61,19 @@ def feature_table(
     transactions as a sequence, MCC shares and hierarchy, customer-product graph embedding,
     persistence summaries of the spend series, persona probabilities — all from snapshots <= c
     and transactions before the end of day c. Table `schema`: column -> group -> experts."""
-    table = feat.transform(synthetic_customers["snapshots"], synthetic_customers["transactions"], feature_pipeline)
+    snapshots, transactions = synthetic_customers["snapshots"], synthetic_customers["transactions"]
+    pipeline = {k: v for k, v in feature_pipeline.items() if k != "isolation"}
+    table = feat.transform(snapshots, transactions, pipeline)
     schema = feat.feature_schema(table.columns)
-    tables = {"features": table, "schema": schema}
+    isolation = pl.concat([feature_pipeline["isolation"], feat.table_isolation(snapshots, transactions, pipeline, table)])
+    tables = {"features": table, "schema": schema, "isolation": isolation}
     return dg.MaterializeResult(
         value=tables,
         data_version=dg.DataVersion(content_hash(tables)),
         metadata={
             **table_metadata(table),
             "features": table.width - 1,
+            "time_isolation": markdown_table(isolation.select("test", "identical")),
             "groups": markdown_table(schema.group_by("group", "experts").len().sort("group")),
             "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("synthetic_customers", "feature_pipeline")}),
         },
