@@ -87,7 +87,8 @@ def test_sequence_holds_the_last_k_transactions_newest_first(v3):
     k = feat.pipeline_config(v3["pipeline"]).sequence_length
     features = v3["table"]["features"]
     before = v3["transactions"].filter(pl.col("ts") < CUT)
-    customer = before.group_by("ncodpers").len().filter(pl.col("len") > k)["ncodpers"][0]
+    present = features.select("ncodpers")
+    customer = before.join(present, on="ncodpers").group_by("ncodpers").len().filter(pl.col("len") > k).sort("ncodpers")["ncodpers"][0]
     row = features.filter(pl.col("ncodpers") == customer).row(0, named=True)
     newest = before.filter(pl.col("ncodpers") == customer).sort("ts", descending=True).head(k)
     assert [row[f"seq_{s:02d}_amount"] for s in range(k)] == pytest.approx(np.log1p(newest["amount"].to_numpy()))

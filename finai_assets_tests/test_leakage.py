@@ -111,3 +111,13 @@ def test_a_probe_above_the_oracle_ceiling_is_flagged(v4):
     assert flagged.select("group", "task").rows() == [("persistence", "churn_signal")]
     churn_ceiling = v4["oracle"].filter(pl.col("task") == "churn_signal").row(0, named=True)
     assert flagged["ceiling"][0] == pytest.approx(min(churn_ceiling["ceiling"] + 2 * churn_ceiling["se"], 0.95))
+
+
+def test_the_proxy_probe_reports_the_excluded_attributes(v4):
+    proxies = v4["table"]["proxy_probe"]
+    assert proxies["attribute"].to_list() == ["gender", "residency"]
+    assert ((proxies["auc"] > 0.4) & (proxies["auc"] < 1.0) & (proxies["rows"] > 1000)).all()
+    # A feature that is the attribute itself makes the probe see it.
+    attributes = leakage.excluded_attributes(v4["snapshots"], DEFAULT_CUTOFF, ("sexo",))
+    leaky = v4["table"]["features"].join(attributes.select("ncodpers", pl.col("gender").cast(pl.Float64).alias("g")), on="ncodpers")
+    assert leakage.proxy_probe(leaky, attributes)["auc"][0] > 0.99

@@ -8,6 +8,7 @@ import polars as pl
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import features as feat
+from finai_assets.lib import leakage
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
 
@@ -57,7 +58,7 @@ def feature_table(
     context: dg.AssetExecutionContext, synthetic_customers: dict, feature_pipeline: dict, paths: DataPaths,
 ) -> dg.MaterializeResult:
     """One row per customer present at the cutoff: demographics (gender and residency never
-    inputs), product holdings and history, transaction windows (7/30/90/180 days), the last K
+    inputs; a proxy probe reports how well the features still predict them), product holdings and history, transaction windows (7/30/90/180 days), the last K
     transactions as a sequence, MCC shares and hierarchy, customer-product graph embedding,
     persistence summaries of the spend series, persona probabilities — all from snapshots <= c
     and transactions before the end of day c. Table `schema`: column -> group -> experts."""
@@ -66,7 +67,9 @@ def feature_table(
     table = feat.transform(snapshots, transactions, pipeline)
     schema = feat.feature_schema(table.columns)
     isolation = pl.concat([feature_pipeline["isolation"], feat.table_isolation(snapshots, transactions, pipeline, table)])
-    tables = {"features": table, "schema": schema, "isolation": isolation}
+    config = feat.pipeline_config(pipeline)
+    proxies = leakage.proxy_probe(table, leakage.excluded_attributes(snapshots, config.cutoff, config.excluded_protected))
+    tables = {"features": table, "schema": schema, "isolation": isolation, "proxy_probe": proxies}
     return dg.MaterializeResult(
         value=tables,
         data_version=dg.DataVersion(content_hash(tables)),
@@ -74,6 +77,7 @@ def feature_table(
             **table_metadata(table),
             "features": table.width - 1,
             "time_isolation": markdown_table(isolation.select("test", "identical")),
+            "proxy_probe_excluded_attributes": markdown_table(proxies),
             "groups": markdown_table(schema.group_by("group", "experts").len().sort("group")),
             "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("synthetic_customers", "feature_pipeline")}),
         },

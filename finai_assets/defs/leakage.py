@@ -87,6 +87,7 @@ def leakage_report(
         metadata={
             "probe_table": markdown_table(probes.pivot(on="task", index="group", values="value"), 10),
             "max_dependency": float(strongest["u"][0]) if strongest.height else 0.0,
+            "proxy_probe_excluded_attributes": markdown_table(feature_table["proxy_probe"]),
             "thresholds": dg.MetadataValue.json(dataclasses.asdict(th)),
             "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("feature_table", "task_labels", "split_assignments", "oracle_report")}),
         },

@@ -36,6 +36,13 @@ def _fit_eval_split(splits: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def determinism(candidate: Candidate, frame: pl.DataFrame, seed: int = 0) -> dict:
     """Out-of-sample predictability of a candidate from its pre-cutoff sources (train -> val+test)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # OpenMP spin-waits badly when two runs share 2 cores
+        return _determinism(candidate, frame, seed)
+
+
+def _determinism(candidate: Candidate, frame: pl.DataFrame, seed: int) -> dict:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import matthews_corrcoef, r2_score
