@@ -121,3 +121,41 @@ def test_the_proxy_probe_reports_the_excluded_attributes(v4):
     attributes = leakage.excluded_attributes(v4["snapshots"], DEFAULT_CUTOFF, ("sexo",))
     leaky = v4["table"]["features"].join(attributes.select("ncodpers", pl.col("gender").cast(pl.Float64).alias("g")), on="ncodpers")
     assert leakage.proxy_probe(leaky, attributes)["auc"][0] > 0.99
+
+
+def test_a_failing_leakage_check_stops_its_consumer_in_the_same_run(build, tmp_path, monkeypatch):
+    """Training depends on leakage_report: a blocking failure there means the consumer never runs."""
+    import shutil
+
+    import dagster as dg
+
+    from finai_assets.defs import features as feature_defs
+    from finai_assets.defs import leakage as leakage_defs
+    from finai_assets.defs.partitions import dataset_partitions
+    from finai_assets_tests.conftest import FEATURE_ASSETS, LABEL_ASSETS, RAW_ASSETS, SYNTHETIC_ASSETS, resources_for
+
+    shutil.copytree(build.data_dir, tmp_path / "data")
+    trained = []
+
+    @dg.asset(partitions_def=dataset_partitions, deps=[leakage_defs.leakage_report, feature_defs.feature_table])
+    def consumer() -> None:
+        trained.append(True)
+
+    original = feat._raw_features
+
+    def leaky(snapshots, transactions, pipeline, config):
+        later = transactions.filter(pl.col("ts") >= feat.cutoff_instant(config.cutoff))
+        return original(snapshots, transactions, pipeline, config).join(
+            later.group_by("ncodpers").agg(txn_next_month=pl.col("amount").sum()), on="ncodpers", how="left"
+        )
+
+    monkeypatch.setattr(feat, "_raw_features", leaky)
+    result = dg.materialize(
+        [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS, consumer],
+        selection=[feature_defs.feature_table, leakage_defs.leakage_report, consumer],
+        partition_key="v2", instance=dg.DagsterInstance.ephemeral(),
+        resources=resources_for(tmp_path / "data"), raise_on_error=False,
+    )
+    assert not result.success and not trained
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed == {"time_isolation"}
