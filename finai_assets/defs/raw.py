@@ -3,7 +3,6 @@
 import contextlib
 
 import dagster as dg
-import polars as pl
 
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.lib import raw as rawlib

@@ -28,7 +28,6 @@ from finai_assets.lib.schema import (
     SEGMENTS,
     SNAPSHOT_COLUMNS,
     TRANSACTION_COLUMNS,
-    TRANSACTION_OPTIONAL_COLUMNS,
     WRONG_DATASET_MARKERS,
 )
 

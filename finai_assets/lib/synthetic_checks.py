@@ -28,7 +28,6 @@ from finai_assets.lib.schema import (
     PRODUCT_GROUPS,
     PROTECTED_ATTRIBUTES,
     PROVINCES,
-    SNAPSHOT_MONTHS,
     product_column,
 )
 from finai_assets.lib.simulate import EVENTS, LATENTS
