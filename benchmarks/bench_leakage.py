@@ -76,6 +76,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import _cpu_model, _hwm_gib, _proc_kib, _rss_gib, git_sha
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "bench_leakage.json"
 GIB = 1024**3
@@ -84,30 +86,6 @@ DISTURBED_CORES = 0.25  # other processes' mean CPU use during a measurement abo
 
 
 # ------------------------------------------------------------------ memory helpers
-
-
-def _proc_kib(path: str, field: str) -> int | None:
-    """A `Field:  N kB` line of a /proc file, in KiB."""
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _status_kib(field: str, pid: int | str = "self") -> int | None:
-    return _proc_kib(f"/proc/{pid}/status", field)
-
-
-def _rss_gib(pid: int | str = "self") -> float:
-    return (_status_kib("VmRSS", pid) or 0) / 1024**2
-
-
-def _hwm_gib() -> float:
-    return (_status_kib("VmHWM") or 0) / 1024**2
 
 
 def _busy_ticks() -> int:
@@ -461,14 +439,6 @@ def child_baseline(workdir: Path, budget_s: float | None, seed: int) -> None:
 # ------------------------------------------------------------------ parent side
 
 
-def git_sha() -> str:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        return r.stdout.strip() or "uncommitted"
-    except (subprocess.CalledProcessError, OSError):
-        return "uncommitted"
-
-
 def _last_stage(progress: Path) -> str | None:
     """The stage a killed child was in (started, never ended)."""
     if not progress.exists():
@@ -740,17 +710,6 @@ def main() -> None:
     print()
     print(report_text(res))
     print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -47,36 +47,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import _cpu_model, _hwm_gib, _proc_kib, _rss_gib, git_sha
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "bench_synthetic.json"
 GIB = 1024**3
 
 
 # ------------------------------------------------------------------ memory helpers
-
-
-def _proc_kib(path: str, field: str) -> int | None:
-    """A `Field:  N kB` line of a /proc file, in KiB."""
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _status_kib(field: str, pid: int | str = "self") -> int | None:
-    return _proc_kib(f"/proc/{pid}/status", field)
-
-
-def _rss_gib(pid: int | str = "self") -> float:
-    return (_status_kib("VmRSS", pid) or 0) / 1024**2
-
-
-def _hwm_gib() -> float:
-    return (_status_kib("VmHWM") or 0) / 1024**2
 
 
 # ------------------------------------------------------------------ child side
@@ -182,14 +160,6 @@ def child(kind: str, workdir: Path, n: int, version: str, breakdown: bool) -> No
 
 
 # ------------------------------------------------------------------ parent side
-
-
-def git_sha() -> str:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        return r.stdout.strip() or "uncommitted"
-    except (subprocess.CalledProcessError, OSError):
-        return "uncommitted"
 
 
 def build_calibration(workdir: Path, n_cal: int) -> dict:
@@ -401,17 +371,6 @@ def main() -> None:
 
 def _meminfo_kib(field: str) -> int | None:
     return _proc_kib("/proc/meminfo", field)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
