@@ -41,9 +41,13 @@ The inputs are built once, in their own child process, timed separately and not 
 calibration on the embedded sample (`--calibration-customers`, as bench_synthetic), `generate`
 (v4 recipe and seed), `candidate_labels`, `split_assignments`, the task screen (`screen`,
 `next_mcc_vocabulary`, `task_labels`: the kept tasks with their split), `fit_pipeline` +
-`transform` (the feature table) + `feature_schema`, and `oracle_report` on the ground truth. They
-are written to parquet in a temporary directory; each measured child only loads them (before the
-clock starts; its resident size then is `setup_rss_gib`).
+`transform` (the feature table) + `feature_schema`, and `oracle_report` on the ground truth. The
+build runs in three children (generate | labels, screen, oracle | features) that pass parquet
+files, so that each holds only what it needs; a temporary directory, or `--inputs-dir DIR`, which
+is kept and reused by a later run for the same `--customers` (e.g. to rerun a disturbed timing;
+a build that failed part-way resumes after its last finished step).
+Each measured child only loads the inputs (before the clock starts; its resident size then is
+`setup_rss_gib`).
 
 Each measurement runs in its own fresh child process (`subprocess`, a new interpreter): peak
 memory is VmHWM from /proc/self/status read inside the child, cross-checked by the parent
@@ -135,19 +139,18 @@ def _peaks() -> dict:
 # ------------------------------------------------------------------ child: build the inputs
 
 
-def child_build(workdir: Path, n: int, n_cal: int) -> None:
-    import polars as pl
+BUILD_STEPS = ("build-generate", "build-labels", "build-features")
 
-    from finai_assets.lib import features as feat
-    from finai_assets.lib import labels as lab
-    from finai_assets.lib import leakage
-    from finai_assets.lib import task_screen as screen
+
+def child_build_generate(workdir: Path, n: int, n_cal: int) -> None:
+    """Calibration on the embedded sample and `generate`; writes snapshots, transactions and the
+    ground truth."""
     from finai_assets.lib.profiles import customer_profiles
     from finai_assets.lib.raw import normalise_snapshots, normalise_transactions
     from finai_assets.lib.sample import embedded_sample
     from finai_assets.lib.synthetic import RECIPES, VERSION_SEEDS, calibrate, generate, load_synthesizer
 
-    stage = _Stages(workdir / "build_progress.jsonl")
+    stage = _Stages(workdir / "build-generate_progress.jsonl")
     with stage("calibration (embedded sample, profiles, calibrate)"):
         snaps, txns = embedded_sample(n_cal)
         a, b = normalise_snapshots(snaps), normalise_transactions(txns)
@@ -156,46 +159,120 @@ def child_build(workdir: Path, n: int, n_cal: int) -> None:
         del snaps, txns, a, b
     with stage(f"generate {VERSION}"):
         out = generate(cal.tables, synth, RECIPES[VERSION], n, VERSION_SEEDS[VERSION])
-        snapshots, transactions, truth = out.snapshots, out.transactions, out.ground_truth
-        counts = {"snapshot_rows": snapshots.height, "transaction_rows": transactions.height}
-        del out, cal, synth
+        del cal, synth
+    with stage("write parquet (snapshots, transactions, ground truth)"):
+        for name, frame in (("snapshots", out.snapshots), ("transactions", out.transactions), ("ground_truth", out.ground_truth)):
+            frame.write_parquet(workdir / f"{name}.parquet")
+    info = {"snapshot_rows": out.snapshots.height, "transaction_rows": out.transactions.height,
+            "ground_truth_columns": out.ground_truth.width - 1}
+    (workdir / "build-generate.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
+
+
+def child_build_labels(workdir: Path) -> None:
+    """`candidate_labels`, `split_assignments`, the task screen (kept tasks with their split) and
+    `oracle_report`."""
+    import polars as pl
+
+    from finai_assets.lib import labels as lab
+    from finai_assets.lib import leakage
+    from finai_assets.lib import task_screen as screen
+
+    stage = _Stages(workdir / "build-labels_progress.jsonl")
+    with stage("read snapshots + transactions"):
+        snapshots = pl.read_parquet(workdir / "snapshots.parquet")
+        transactions = pl.read_parquet(workdir / "transactions.parquet")
     with stage("candidate_labels"):
         labels = lab.candidate_labels(snapshots, transactions)
     with stage("split_assignments"):
         splits = lab.split_assignments(labels)
     with stage("task screen (pre_cutoff_sources, screen, next_mcc_vocabulary, task_labels)"):
         sources = lab.pre_cutoff_sources(snapshots, transactions)
+        del snapshots, transactions
         decisions = screen.screen(labels, splits, sources)
         vocabulary = screen.next_mcc_vocabulary(labels, splits)
         tasks = screen.task_labels(labels, splits, decisions, vocabulary)
         del sources, labels
+    with stage("oracle_report"):
+        oracle = leakage.oracle_report(pl.read_parquet(workdir / "ground_truth.parquet"), tasks)
+    for name, frame in (("splits", splits), ("tasks", tasks), ("oracle", oracle)):
+        frame.write_parquet(workdir / f"{name}.parquet")
+    kept = decisions.filter(pl.col("decision") == "kept")
+    info = {
+        "population_at_cutoff": tasks.height,
+        "kept_tasks": kept["task"].to_list(),
+        "kept_by_type": dict(kept.group_by("type").len().sort("type").iter_rows()),
+        "split_shares": {k: round(v, 4) for k, v in splits["split"].value_counts(normalize=True).sort("split").iter_rows()},
+    }
+    (workdir / "build-labels.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
+
+
+def child_build_features(workdir: Path) -> None:
+    """`fit_pipeline` on the train split, `transform` (the feature table) and `feature_schema`."""
+    import polars as pl
+
+    from finai_assets.lib import features as feat
+
+    stage = _Stages(workdir / "build-features_progress.jsonl")
+    with stage("read snapshots + transactions"):
+        snapshots = pl.read_parquet(workdir / "snapshots.parquet")
+        transactions = pl.read_parquet(workdir / "transactions.parquet")
+        splits = pl.read_parquet(workdir / "splits.parquet")
     with stage("fit_pipeline"):
         pipeline = feat.fit_pipeline(snapshots, transactions, splits)
     with stage("transform"):
         features = feat.transform(snapshots, transactions, pipeline)
         schema = feat.feature_schema(features.columns)
-        del snapshots, transactions
-    with stage("oracle_report"):
-        oracle = leakage.oracle_report(truth, tasks)
-    with stage("write parquet"):
-        for name, frame in (("features", features), ("schema", schema), ("tasks", tasks), ("oracle", oracle), ("ground_truth", truth)):
-            frame.write_parquet(workdir / f"{name}.parquet")
-    kept = decisions.filter(pl.col("decision") == "kept")
-    info = {
-        "customers": n,
-        **counts,
-        "population_at_cutoff": tasks.height,
-        "features": features.width - 1,
-        "feature_groups": schema["group"].n_unique(),
-        "kept_tasks": kept["task"].to_list(),
-        "kept_by_type": dict(kept.group_by("type").len().sort("type").iter_rows()),
-        "ground_truth_columns": truth.width - 1,
-        "split_shares": dict(splits["split"].value_counts(normalize=True).sort("split").iter_rows()),
-        "stages": stage.seconds,
-        "wall_s": round(sum(v["seconds"] for v in stage.seconds.values()), 3),
-        **_peaks(),
+    features.write_parquet(workdir / "features.parquet")
+    schema.write_parquet(workdir / "schema.parquet")
+    info = {"features": features.width - 1, "feature_groups": schema["group"].n_unique()}
+    (workdir / "build-features.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
+
+
+def build_inputs(workdir: Path, n: int, args) -> dict:
+    """The three build steps, each in its own child (own memory); on success the combined summary
+    (also written to build.json), else the failed child's record."""
+    cached = workdir / "build.json"
+    if cached.exists() and json.loads(cached.read_text()).get("customers") == n:
+        print(f"  reusing the inputs in {workdir}", flush=True)
+        return json.loads(cached.read_text()) | {"reused": True}
+    marker = workdir / "inputs.json"
+    resumable = marker.exists() and json.loads(marker.read_text()).get("customers") == n
+    if not resumable:
+        for kind in BUILD_STEPS:
+            (workdir / f"{kind}.json").unlink(missing_ok=True)
+        marker.write_text(json.dumps({"customers": n}))
+    steps = {}
+    for kind in BUILD_STEPS:
+        done = workdir / f"{kind}.json"
+        if done.exists():  # a step finished by an earlier run for the same size: resume after it
+            print(f"  {kind}: reusing the earlier run's output", flush=True)
+            steps[kind] = {"ok": True, "kind": kind, **json.loads(done.read_text())}
+            continue
+        print(f"  {kind} ...", flush=True)
+        r = run_child(kind, workdir, n, args)
+        if not r["ok"]:
+            return r
+        steps[kind] = r
+    for name in ("snapshots", "transactions"):
+        (workdir / f"{name}.parquet").unlink(missing_ok=True)
+    return combine_build(workdir, n, steps)
+
+
+def combine_build(workdir: Path, n: int, steps: dict[str, dict]) -> dict:
+    """One summary of the build steps' records (written to build.json for reuse)."""
+    stages = {k: v for r in steps.values() for k, v in r["stages"].items()}
+    out = {
+        "ok": True, "kind": "build", "customers": n,
+        **{k: v for r in steps.values() for k, v in r.items()
+           if k not in ("stages", "kind", "ok", "customers", "peak_rss_gib", "ru_maxrss_gib", "observed_peak_rss_gib",
+                        "waited_for_idle_s", "child_cpu_cores", "other_cpu_cores")},
+        "stages": stages,
+        "wall_s": round(sum(v["seconds"] for v in stages.values()), 3),
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in steps.values()),
+        "peak_rss_gib_by_step": {k: r["peak_rss_gib"] for k, r in steps.items()},
     }
-    (workdir / "build.json").write_text(json.dumps(info))
+    (workdir / "build.json").write_text(json.dumps(out))
+    return out
 
 
 # ------------------------------------------------------------------ child: ours
@@ -468,7 +545,7 @@ def wait_idle(max_s: float, window_s: float = 5.0) -> float:
 
 def run_child(kind: str, workdir: Path, n: int, args) -> dict:
     """Run one child in a fresh interpreter; guard memory and time from outside."""
-    waited = wait_idle(args.wait_idle_min * 60) if kind != "build" and args.wait_idle_min > 0 else 0.0
+    waited = wait_idle(args.wait_idle_min * 60) if kind in ("ours", "baseline") and args.wait_idle_min > 0 else 0.0
     result = workdir / f"{kind}.json"
     progress = workdir / f"{kind}_progress.jsonl"
     result.unlink(missing_ok=True)
@@ -546,7 +623,8 @@ def report_text(res: dict) -> str:
         f"{o['probe_sample_rows']:,} rows (probe_rows={o['probe_rows_threshold']:,}); "
         f"{o['pairs']['lineage']:,} feature x ground-truth pairs",
         f"build (not in ratio): {bd['wall_s']:.1f} s, peak {bd['peak_rss_gib']:.2f} GiB "
-        f"({bd['snapshot_rows']:,} snapshots, {bd['transaction_rows']:,} transactions)",
+        f"(by step: {', '.join(f'{k[6:]} {v:.2f}' for k, v in bd['peak_rss_gib_by_step'].items())}); "
+        f"{bd['snapshot_rows']:,} snapshots, {bd['transaction_rows']:,} transactions",
     ]
     if res.get("note"):
         lines.append("NOTE: " + res["note"])
@@ -596,14 +674,21 @@ def main() -> None:
     ap.add_argument("--wait-idle-min", type=float, default=10.0,
                     help="before each measured child, wait up to this long for other processes to go quiet")
     ap.add_argument("--min-customers", type=int, default=10_000, help="stop halving below this size")
+    ap.add_argument("--note", help="free text recorded in the JSON and the printout (e.g. how reused inputs were built)")
     ap.add_argument("--output", type=Path, default=RESULT)
-    ap.add_argument("--child", choices=("build", "ours", "baseline"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=(*BUILD_STEPS, "ours", "baseline"), help=argparse.SUPPRESS)
+    ap.add_argument("--inputs-dir", type=Path,
+                    help="build the inputs into this folder and keep them; reused when built for the same --customers")
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_budget_s is not None and args.baseline_budget_s <= 0:
         args.baseline_budget_s = None
-    if args.child == "build":
-        return child_build(args.workdir, args.customers, args.calibration_customers)
+    if args.child == "build-generate":
+        return child_build_generate(args.workdir, args.customers, args.calibration_customers)
+    if args.child == "build-labels":
+        return child_build_labels(args.workdir)
+    if args.child == "build-features":
+        return child_build_features(args.workdir)
     if args.child == "ours":
         return child_ours(args.workdir)
     if args.child == "baseline":
@@ -616,12 +701,16 @@ def main() -> None:
     import sklearn
 
     started = dt.datetime.now(dt.timezone.utc)
-    with tempfile.TemporaryDirectory(prefix="bench_leakage_") as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.inputs_dir:
+            args.inputs_dir.mkdir(parents=True, exist_ok=True)
+            workdir = args.inputs_dir.resolve()
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_leakage_")))
         n, failed = args.customers, []
         while True:
             print(f"build: {VERSION} inputs at {n:,} customers (not in the ratio) ...", flush=True)
-            build = run_child("build", workdir, n, args)
+            build = build_inputs(workdir, n, args)
             ours = None
             if build["ok"]:
                 print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; "
@@ -650,6 +739,8 @@ def main() -> None:
     pairs = ours["features"] * ours["tasks"]
     ours, baseline = _rates(ours, pairs), _rates(baseline, pairs)
     m = {"ours": ours, "baseline": baseline}
+    if args.note:
+        note = f"{args.note}; {note}" if note else args.note
     if baseline["extrapolated"]:
         parts = [k for k, p in baseline["parts"].items() if p["extrapolated"]]
         extra = (f"baseline parts {', '.join(parts)} passed the {args.baseline_budget_s:.0f} s budget and are extrapolated "

@@ -57,6 +57,15 @@ def test_val_and_test_perturbation_leaves_the_pipeline_identical(v3):
     assert content_hash(moved) != content_hash(fitted)
 
 
+def test_chunking_by_customer_changes_neither_the_pipeline_nor_the_table(v3, monkeypatch):
+    snaps, txn, splits = v3["snapshots"], v3["transactions"], v3["splits"]
+    fitted = {k: v for k, v in v3["pipeline"].items() if k != "isolation"}
+    monkeypatch.setattr(feat, "CHUNK_TRANSACTIONS", txn.height // 7)  # 7+ customer chunks
+    chunked = feat.fit_pipeline(snaps, txn, splits, feat.pipeline_config(fitted))
+    assert content_hash(chunked) == content_hash(fitted)
+    assert content_hash(feat.transform(snaps, txn, chunked)) == content_hash(v3["table"]["features"])
+
+
 def test_schema_routes_every_column_and_excludes_protected_attributes(v3):
     schema = v3["table"]["schema"]
     features = v3["table"]["features"]

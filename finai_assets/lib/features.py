@@ -47,6 +47,7 @@ N_CHANNELS = 12
 N_PERSONAS = 6
 GRAPH_DIM = 8
 HISTORY_MONTHS = 6
+CHUNK_TRANSACTIONS = 15_000_000  # transactions per customer chunk in _raw_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +96,13 @@ def fit_pipeline(snapshots: pl.DataFrame, transactions: pl.DataFrame, splits: pl
     from sklearn.mixture import GaussianMixture
 
     train_ids = splits.filter(pl.col("split") == "train").select("ncodpers")
-    snaps = _history(snapshots, config.cutoff).join(train_ids, on="ncodpers")
-    txn = _before(transactions, config.cutoff).join(train_ids, on="ncodpers")
-    at_c = snaps.filter(pl.col("fecha_dato") == config.cutoff)
+    at_c = snapshots.filter(pl.col("fecha_dato") == config.cutoff).join(train_ids, on="ncodpers", how="semi")
     channels = at_c["canal_entrada"].drop_nulls().value_counts(sort=True).head(N_CHANNELS)["canal_entrada"]
-    mcc_counts = txn["mcc"].value_counts().sort(["count", "mcc"], descending=[True, False])
+    mcc_counts = (
+        transactions.lazy().filter(pl.col("ts") < cutoff_instant(config.cutoff))
+        .join(train_ids.lazy(), on="ncodpers", how="semi")
+        .group_by("mcc").len("count").sort(["count", "mcc"], descending=[True, False]).collect()
+    )
     vocabulary = mcc_counts["mcc"].head(N_MCC_SHARES)
     tables = {
         "channel_vocabulary": pl.DataFrame({"canal_entrada": channels, "code": pl.int_range(channels.len(), eager=True)}),
@@ -107,7 +110,7 @@ def fit_pipeline(snapshots: pl.DataFrame, transactions: pl.DataFrame, splits: pl
         "mcc_tree": _mcc_tree(mcc_counts["mcc"].to_list()),
         "product_embedding": _product_embedding(at_c),
     }
-    partial = _raw_features(snapshots.join(train_ids, on="ncodpers"), transactions.join(train_ids, on="ncodpers"), tables, config)
+    partial = _raw_features(snapshots, transactions, tables, config, population=train_ids["ncodpers"])
     numeric = [c for c in partial.columns if c != "ncodpers" and not c.startswith("seq_")]
     stats = partial.select(
         *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}__mean") for c in numeric],
@@ -173,11 +176,31 @@ def _scaled(frame: pl.DataFrame, scaler: pl.DataFrame) -> pl.DataFrame:
 
 
 def _raw_features(snapshots: pl.DataFrame, transactions: pl.DataFrame, pipeline: dict[str, pl.DataFrame],
-                  config: FeatureConfig) -> pl.DataFrame:
+                  config: FeatureConfig, population: pl.Series | None = None) -> pl.DataFrame:
+    """Unscaled features of the customers present at the cutoff (only those of `population`
+    when given). Every feature is a function of one customer's own rows, so large inputs are
+    processed in chunks of customers (by id range) of about CHUNK_TRANSACTIONS transactions each,
+    which bounds the memory of the intermediate frames; the result does not depend on chunking."""
     c = config.cutoff
-    snaps = _history(snapshots, c)
-    txn = _before(transactions, c)
-    at_c = snaps.filter(pl.col("fecha_dato") == c)
+    ids = snapshots.filter(pl.col("fecha_dato") == c)["ncodpers"]
+    if population is not None:
+        ids = ids.filter(ids.is_in(population.implode()))
+    ids = ids.unique().sort()
+    chunks = max(1, min(ids.len(), -(-transactions.height // CHUNK_TRANSACTIONS)))
+    bounds = [(ids[int(ch[0])], ids[int(ch[-1])]) for ch in np.array_split(np.arange(ids.len()), chunks)] if chunks > 1 else [None]
+    parts = []
+    for bound in bounds:
+        mine = None if bound is None else pl.col("ncodpers").is_between(*bound)
+        snaps = _history(snapshots if mine is None else snapshots.filter(mine), c)
+        txn = _before(transactions if mine is None else transactions.filter(mine), c)
+        at_c = snaps.filter((pl.col("fecha_dato") == c) & pl.col("ncodpers").is_in(ids.implode()))
+        parts.append(_customer_features(snaps, at_c, txn, pipeline, config))
+    return pl.concat(parts, how="vertical_relaxed").sort("ncodpers")
+
+
+def _customer_features(snaps: pl.DataFrame, at_c: pl.DataFrame, txn: pl.DataFrame, pipeline: dict[str, pl.DataFrame],
+                       config: FeatureConfig) -> pl.DataFrame:
+    c = config.cutoff
     frame = _demographics(at_c, pipeline, config.excluded_protected)
     for part in (
         _holdings(snaps, at_c, c),
