@@ -47,6 +47,8 @@ N_CHANNELS = 12
 N_PERSONAS = 6
 GRAPH_DIM = 8
 HISTORY_MONTHS = 6
+DIAGRAM_POINTS = 8  # the P most persistent diagram points kept per customer (pd_ columns)
+UNSCALED_PREFIXES = ("seq_", "pd_")  # columns kept as computed (codes, masks, raw levels)
 CHUNK_TRANSACTIONS = 15_000_000  # transactions per customer chunk in _raw_features
 
 
@@ -111,7 +113,7 @@ def fit_pipeline(snapshots: pl.DataFrame, transactions: pl.DataFrame, splits: pl
         "product_embedding": _product_embedding(at_c),
     }
     partial = _raw_features(snapshots, transactions, tables, config, population=train_ids["ncodpers"])
-    numeric = [c for c in partial.columns if c != "ncodpers" and not c.startswith("seq_")]
+    numeric = [c for c in partial.columns if c != "ncodpers" and not c.startswith(UNSCALED_PREFIXES)]
     stats = partial.select(
         *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}__mean") for c in numeric],
         *[pl.col(c).cast(pl.Float64).std().alias(f"{c}__std") for c in numeric],
@@ -157,14 +159,15 @@ def _product_embedding(at_c: pl.DataFrame) -> pl.DataFrame:
 
 
 def transform(snapshots: pl.DataFrame, transactions: pl.DataFrame, pipeline: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Features of every customer present at the cutoff (scaled; sequence slots unscaled), with
-    the configuration the pipeline was fitted with."""
+    """Features of every customer present at the cutoff (scaled; sequence slots and diagram
+    points unscaled), with the configuration the pipeline was fitted with."""
     raw = _raw_features(snapshots, transactions, pipeline, pipeline_config(pipeline))
     scaled = _scaled(raw, pipeline["scaler"])
     z = scaled.select(pipeline["persona_inputs"]["feature"].to_list()).to_numpy()
     persona = gmm_posterior(pipeline["persona_gmm"], z)
     return scaled.with_columns(
-        pl.col("^seq_.*$").fill_null(0.0),  # no transaction before the cutoff: an empty sequence
+        # no transaction before the cutoff: an empty sequence and an empty diagram
+        *[pl.col(c).fill_null(0.0) for c in scaled.columns if c.startswith(UNSCALED_PREFIXES)],
         *[pl.Series(f"persona_p{k}", persona[:, k]) for k in range(persona.shape[1])],
     ).sort("ncodpers")
 
@@ -349,7 +352,8 @@ def _graph(at_c: pl.DataFrame, pipeline: dict[str, pl.DataFrame]) -> pl.DataFram
 def persistence_pairs(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """0-dim sublevel-set persistence of each row of `series` (customers x time): for every local
     minimum its birth (value) and death (the lowest level at which it merges with a deeper
-    basin; the global minimum never dies: death = its row maximum). Vectorised over rows."""
+    basin; the global minimum never dies: death = its row maximum). Equal minima follow the
+    elder rule: the earlier one counts as deeper. Vectorised over rows."""
     n, length = series.shape
     births = np.full((n, length), np.nan)
     deaths = np.full((n, length), np.nan)
@@ -364,7 +368,8 @@ def persistence_pairs(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             j = i + direction
             while 0 <= j < length:
                 running = np.where(found, running, np.maximum(running, series[:, j]))
-                found |= series[:, j] < value
+                # deeper: lower, or equal and earlier (the elder rule breaks ties by position)
+                found |= (series[:, j] <= value) if direction < 0 else (series[:, j] < value)
                 j += direction
             death = np.minimum(death, np.where(found, running, np.inf))
         death = np.where(np.isinf(death), series.max(1), death)
@@ -374,7 +379,8 @@ def persistence_pairs(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _persistence(txn: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
-    """Persistence summaries of the monthly spend series up to the cutoff."""
+    """Persistence summaries of the monthly log-spend series up to the cutoff, and its
+    DIAGRAM_POINTS most persistent diagram points (`pd_{i:02d}_birth/death/mask`)."""
     months = [m for m in SNAPSHOT_MONTHS if m <= cutoff]
     monthly = txn.with_columns(month=pl.col("ts").dt.date().dt.month_start()).group_by("ncodpers", "month").agg(spend=pl.col("amount").sum())
     grid = monthly.select("ncodpers").unique().join(pl.DataFrame({"month": [m.replace(day=1) for m in months]}), how="cross")
@@ -386,6 +392,7 @@ def _persistence(txn: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
     births, deaths = persistence_pairs(values)
     life = np.nan_to_num(deaths - births)
     scale = np.maximum(values.max(1) - values.min(1), 1e-9) if series.height else np.zeros(0)
+    birth, death, mask = diagram_points(births, deaths, DIAGRAM_POINTS)
     return pl.DataFrame(
         {
             "ncodpers": series["ncodpers"],
@@ -393,8 +400,26 @@ def _persistence(txn: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
             "pers_max": life.max(1) if series.height else np.zeros(0),
             "pers_count": (life > 0.1 * scale[:, None]).sum(1).astype(np.float64),
             "pers_entropy": _entropy_rows(life),
+            **{name: column for i in range(DIAGRAM_POINTS) for name, column in
+               ((f"pd_{i:02d}_birth", birth[:, i]), (f"pd_{i:02d}_death", death[:, i]), (f"pd_{i:02d}_mask", mask[:, i]))},
         }
     )
+
+
+def diagram_points(births: np.ndarray, deaths: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The p most persistent points of each row of (births, deaths) (NaN where no point), by
+    lifetime descending, ties by birth ascending, then by position; padded with birth = death =
+    0 and mask 0 where a row has fewer than p points. Returns three [n, p] float64 arrays."""
+    real = ~np.isnan(births)
+    life = np.where(real, deaths - births, -np.inf)
+    order = np.lexsort((np.where(real, births, np.inf), -life), axis=-1)[:, :p]  # last key sorts first
+    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    mask = take(real)
+    birth, death = np.where(mask, take(births), 0.0), np.where(mask, take(deaths), 0.0)
+    pad = ((0, 0), (0, p - order.shape[1]))  # series shorter than p: fewer candidate slots
+    out = np.pad(birth, pad), np.pad(death, pad), np.pad(mask.astype(np.float64), pad)
+    assert all(a.shape == (births.shape[0], p) for a in out)
+    return out
 
 
 def _entropy_rows(life: np.ndarray) -> np.ndarray:
@@ -412,7 +437,7 @@ def feature_schema(columns: list[str]) -> pl.DataFrame:
             return "mcc"
         if c.startswith("graph_"):
             return "graph"
-        if c.startswith("pers_"):
+        if c.startswith(("pers_", "pd_")):
             return "persistence"
         if c.startswith("persona_"):
             return "persona"
