@@ -200,7 +200,7 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
         score = composite(val_metrics, specs)
         row = {"epoch": epoch, "lr": schedule.get_last_lr()[0], "val_composite": score,
                **{f"train_loss/{s.name}": float(v) for s, v in zip(specs, mean_losses)},
-               **({f"sigma/{s.name}": float(v) for s, v in zip(specs, weighting.sigma())} if isinstance(weighting, UncertaintyWeighting) else {})}
+               **({f"sigma/{s.name}": float(v) for s, v in zip(specs, weighting.sigma().detach().cpu())} if isinstance(weighting, UncertaintyWeighting) else {})}
         history.append(row)
         improved = score > best_score
         if improved:
