@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from finai_assets.defs import features, labels, leakage, raw, synthetic
+from finai_assets.defs import features, labels, leakage, raw, synthetic, teacher
 from finai_assets.resources import DataPaths, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +25,10 @@ SPEC_EDGES = {
     "feature_table": ("features", True, {"synthetic_customers", "feature_pipeline"}),
     "oracle_report": ("features", True, {"synthetic_ground_truth", "task_labels", "split_assignments"}),
     "leakage_report": ("features", True, {"feature_table", "task_labels", "split_assignments", "oracle_report"}),
+    "ple_teacher": ("teacher", True, {"feature_table", "task_labels", "split_assignments", "leakage_report"}),
+    "baseline_models": ("teacher", True, {"feature_table", "task_labels", "split_assignments", "leakage_report"}),
+    "teacher_predictions": ("teacher", True, {"ple_teacher", "feature_table", "leakage_report"}),
+    "teacher_evaluation": ("teacher", True, {"teacher_predictions", "baseline_models", "oracle_report", "task_labels", "split_assignments"}),
 }
 
 
@@ -42,6 +46,10 @@ RAW_ASSETS = [raw.santander_raw, raw.card_transactions_raw, raw.customer_profile
 SYNTHETIC_ASSETS = [synthetic.synthetic_calibration, synthetic.synthetic_version]
 LABEL_ASSETS = [labels.candidate_labels, labels.split_assignments, labels.task_labels]
 FEATURE_ASSETS = [features.feature_pipeline, features.feature_table, leakage.oracle_report, leakage.leakage_report]
+TEACHER_ASSETS = [teacher.ple_teacher, teacher.baseline_models, teacher.teacher_predictions, teacher.teacher_evaluation]
+ALL_DATASET_ASSETS = [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS, *TEACHER_ASSETS]
+# Capped training for the suite (SPEC 4): v4 at the default 20,000 customers, fixed seed.
+TEST_TEACHER_CONFIG = {"epochs": 8, "patience": 3, "seed": 0, "device": "auto"}
 
 
 def resources_for(data_dir: Path) -> dict:
@@ -81,3 +89,14 @@ def build(tmp_path_factory) -> Build:
             raise_on_error=False,
         )
     return Build(data_dir, instance, results)
+
+
+@pytest.fixture(scope="session")
+def teacher_build(build) -> Build:
+    """The teacher stage on v4 (capped epochs), on top of the shared build."""
+    config = {"ops": {name: {"config": TEST_TEACHER_CONFIG} for name in ("ple_teacher", "baseline_models")}}
+    build.results["teacher_v4"] = dg.materialize(
+        ALL_DATASET_ASSETS, selection=TEACHER_ASSETS, partition_key="v4", instance=build.instance,
+        resources=build.resources, run_config=config, raise_on_error=False,
+    )
+    return build

@@ -64,10 +64,10 @@ def test_a_feature_equal_to_a_kept_label_fails_label_reproduction(v4):
 def test_a_feature_from_post_cutoff_data_fails_time_isolation(v4, monkeypatch):
     original = feat._raw_features
 
-    def leaky(snapshots, transactions, pipeline, config):
+    def leaky(snapshots, transactions, pipeline, config, population=None):
         later = transactions.filter(pl.col("ts") >= feat.cutoff_instant(config.cutoff))
         spend = later.group_by("ncodpers").agg(txn_next_month=pl.col("amount").sum())
-        return original(snapshots, transactions, pipeline, config).join(spend, on="ncodpers", how="left")
+        return original(snapshots, transactions, pipeline, config, population).join(spend, on="ncodpers", how="left")
 
     monkeypatch.setattr(feat, "_raw_features", leaky)
     pipeline = {k: v for k, v in v4["pipeline"].items() if k != "isolation"}
@@ -126,39 +126,39 @@ def test_the_proxy_probe_reports_the_excluded_attributes(v4):
     assert leakage.proxy_probe(leaky, attributes)["auc"][0] > 0.99
 
 
-def test_a_failing_leakage_check_stops_its_consumer_in_the_same_run(build, tmp_path, monkeypatch):
-    """Training depends on leakage_report: a blocking failure there means the consumer never runs."""
+def test_a_leaky_feature_stops_the_teacher_in_the_same_run(build, tmp_path, monkeypatch):
+    """A feature built from post-cutoff data fails time isolation, a blocking check of
+    leakage_report, and ple_teacher (a dependent in the same run) is never executed."""
     import shutil
 
     import dagster as dg
 
     from finai_assets.defs import features as feature_defs
     from finai_assets.defs import leakage as leakage_defs
-    from finai_assets.defs.partitions import dataset_partitions
-    from finai_assets_tests.conftest import FEATURE_ASSETS, LABEL_ASSETS, RAW_ASSETS, SYNTHETIC_ASSETS, resources_for
+    from finai_assets.defs import teacher as teacher_defs
+    from finai_assets_tests.conftest import ALL_DATASET_ASSETS, resources_for
 
     shutil.copytree(build.data_dir, tmp_path / "data")
-    trained = []
-
-    @dg.asset(partitions_def=dataset_partitions, deps=[leakage_defs.leakage_report, feature_defs.feature_table])
-    def consumer() -> None:
-        trained.append(True)
 
     original = feat._raw_features
 
-    def leaky(snapshots, transactions, pipeline, config):
+    def leaky(snapshots, transactions, pipeline, config, population=None):
         later = transactions.filter(pl.col("ts") >= feat.cutoff_instant(config.cutoff))
-        return original(snapshots, transactions, pipeline, config).join(
+        return original(snapshots, transactions, pipeline, config, population).join(
             later.group_by("ncodpers").agg(txn_next_month=pl.col("amount").sum()), on="ncodpers", how="left"
         )
 
     monkeypatch.setattr(feat, "_raw_features", leaky)
     result = dg.materialize(
-        [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS, consumer],
-        selection=[feature_defs.feature_table, leakage_defs.leakage_report, consumer],
+        ALL_DATASET_ASSETS,
+        selection=[feature_defs.feature_table, leakage_defs.leakage_report, teacher_defs.ple_teacher],
         partition_key="v2", instance=dg.DagsterInstance.ephemeral(),
         resources=resources_for(tmp_path / "data"), raise_on_error=False,
     )
-    assert not result.success and not trained
+    assert not result.success
+    assert result.asset_materializations_for_node("leakage_report")  # the report itself is recorded...
+    assert not result.asset_materializations_for_node("ple_teacher")  # ...the teacher never trained
+    started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert "leakage_report" in started and "ple_teacher" not in started
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"time_isolation"}

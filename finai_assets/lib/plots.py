@@ -46,3 +46,45 @@ def recipe_figure(acquisition: pl.DataFrame, segment: pl.DataFrame, group_rates:
     right.legend(fontsize=7)
     fig.suptitle(title)
     return png_markdown(fig, title)
+
+
+def training_curves_figure(history: pl.DataFrame, title: str) -> str:
+    """Per-task training losses, the validation composite, and the learnt uncertainty sigmas."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("train_loss/", "train loss"), ("sigma/", "uncertainty sigma")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    epochs = history["epoch"].to_list()
+    for ax, (prefix, label) in zip(axes, panels):
+        for c in [c for c in history.columns if c.startswith(prefix)]:
+            ax.plot(epochs, history[c].to_list(), marker=".", label=c[len(prefix):])
+        ax.set(title=label, xlabel="epoch")
+        ax.legend(fontsize=6)
+    axes[2].plot(epochs, history["val_composite"].to_list(), "k-o")
+    axes[2].set(title="validation composite (selection)", xlabel="epoch")
+    fig.suptitle(title)
+    return png_markdown(fig, "training curves")
+
+
+def gate_heatmap_figure(gates: pl.DataFrame, title: str) -> str:
+    """Mean layer-0 gate weight, task x expert."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    experts = [c for c in gates.columns if c != "task"]
+    values = gates.select(experts).to_numpy()
+    fig, ax = plt.subplots(figsize=(1.1 * len(experts) + 3, 0.4 * gates.height + 2))
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(float(values.max()), 1e-9), aspect="auto")
+    ax.set_xticks(range(len(experts)), experts, rotation=45, ha="right")
+    ax.set_yticks(range(gates.height), gates["task"].to_list())
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(image, ax=ax)
+    ax.set_title(title)
+    return png_markdown(fig, "gate weights")
