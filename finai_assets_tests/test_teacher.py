@@ -13,7 +13,7 @@ import pytest
 from finai_assets.defs import teacher as teacher_defs
 from finai_assets.lib import leakage
 from finai_assets.lib.ple.experts import EXPERTS
-from finai_assets_tests.conftest import ALL_DATASET_ASSETS, resources_for
+from finai_assets_tests.conftest import ALL_DATASET_ASSETS, declared_checks, resources_for
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,11 @@ def test_under_automation_a_failed_leakage_check_holds_the_teacher_back(v4, tmp_
     for asset in ("synthetic_customers", "synthetic_ground_truth", "candidate_labels", "split_assignments", "task_labels",
                   "feature_pipeline", "feature_table", "oracle_report"):
         instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition="v4"))
+    for asset, checks in declared_checks().items():  # ...with its blocking checks passed
+        if asset not in ("leakage_report", "ple_teacher", "baseline_models", "teacher_predictions", "teacher_evaluation"):
+            for name, blocking in checks.items():
+                if blocking:
+                    instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=dg.AssetKey(asset), check_name=name, passed=True))
     selection = dg.AssetSelection.assets("ple_teacher", "baseline_models")
     first = dg.evaluate_automation_conditions(defs=d, instance=instance, asset_selection=selection)
 
@@ -138,6 +143,9 @@ def test_under_automation_a_failed_leakage_check_holds_the_teacher_back(v4, tmp_
     assert not {e.check_name: e.passed for e in failing.get_asset_check_evaluations()}["label_reproduction"]
     held = dg.evaluate_automation_conditions(defs=d, instance=instance, asset_selection=selection, cursor=first.cursor)
     assert requested(held).get("ple_teacher", 0) == 0 and requested(held).get("baseline_models", 0) == 0
+    teacher = next(r for r in held.results if r.key.to_user_string() == "ple_teacher")
+    eager, gate = teacher.child_results
+    assert eager.true_subset.size == 1 and gate.true_subset.size == 0  # eager wanted it; the failed check held it
     monkeypatch.undo()
     passing = dg.materialize(ALL_DATASET_ASSETS, selection=[leakage_defs.leakage_report], partition_key="v4",
                              instance=instance, resources=resources_for(data), raise_on_error=False)

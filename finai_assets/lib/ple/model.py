@@ -113,7 +113,8 @@ class ExtractionLayer(nn.Module):
         self.task_gates = nn.ModuleDict({t: Gate(task_in, k + n_shared, config.gate) for t in tasks})
         self.shared_gate = None if last else Gate(shared_in_dim, k * len(tasks) + n_shared, config.gate)
 
-    def forward(self, task_in: Mapping[str, Tensor], shared_in: Tensor) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor]]:
+    def forward(self, task_in: Mapping[str, Tensor], shared_in: Tensor, shared_gate_in: Tensor | None = None
+                ) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor]]:
         if self.shared_index is not None:
             shared_outs = [e(shared_in[:, getattr(self, f"index_{n}")]) for n, e in self.shared.items()]
         else:
@@ -128,7 +129,7 @@ class ExtractionLayer(nn.Module):
         shared_out = None
         if self.shared_gate is not None:
             everything = torch.cat([*all_task, shared_stack], 1)
-            shared_out = mix(self.shared_gate(shared_in), everything)
+            shared_out = mix(self.shared_gate(shared_in if shared_gate_in is None else shared_gate_in), everything)
         return outs, shared_out, gates
 
 
@@ -140,6 +141,7 @@ class PLE(nn.Module):
         names = [s.name for s in self.specs]
         assert len(set(names)) == len(names), f"duplicate task names {names}"
         d, n_in = config.expert_dim, len(self.columns)
+        self.input_norm = nn.BatchNorm1d(n_in)
         self.routing = route(self.columns, config.experts, schema)
         position = {c: i for i, c in enumerate(self.columns)}
         index = {e: torch.tensor([position[c] for c in cols], dtype=torch.long) for e, cols in self.routing.items()}
@@ -161,10 +163,11 @@ class PLE(nn.Module):
     def forward(self, x: Tensor) -> PLEOutput:
         B = x.shape[0]
         assert x.shape == (B, len(self.columns)), f"expected [B, {len(self.columns)}] features, got {tuple(x.shape)}"
-        task_in = {s.name: x for s in self.specs}
-        shared_in, gates0 = x, None
-        for layer in self.layers:
-            task_in, shared_out, gates = layer(task_in, shared_in)
+        z = self.input_norm(x)  # unscaled columns (sequence, diagram) reach task experts and gates standardised
+        task_in = {s.name: z for s in self.specs}
+        shared_in, gates0 = x, None  # layer-0 shared experts read the raw columns routed to them
+        for i, layer in enumerate(self.layers):
+            task_in, shared_out, gates = layer(task_in, shared_in, z if i == 0 else None)
             gates0 = gates if gates0 is None else gates0
             shared_in = shared_out
         logits = {}

@@ -30,6 +30,9 @@ from finai_assets.lib.ple.model import PLE, PLEConfig
 from finai_assets.lib.ple.tasks import TaskSpec
 
 
+PRIMARY_METRIC = {"binary": "auc", "multiclass": "f1_macro", "regression": "r2"}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 12
@@ -177,6 +180,8 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
         sums = torch.zeros(len(specs), dtype=torch.float64)
         for start in range(0, X.shape[0], config.batch_size):
             idx = order[start:start + config.batch_size]
+            if idx.numel() < 2:  # batch norm needs two rows; a lone remainder row waits for the next epoch
+                continue
             xb, yb = X[idx].to(device), Y[idx].to(device)
             out = model(xb)
             losses = torch.stack([masked_loss(s, out.logits[s.name], yb[:, i]) for i, s in enumerate(specs)])
@@ -199,6 +204,7 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
         val_metrics = evaluate(model, val, specs, scaling)
         score = composite(val_metrics, specs)
         row = {"epoch": epoch, "lr": schedule.get_last_lr()[0], "val_composite": score,
+               **{f"val/{s.name}": float(val_metrics[s.name].get(PRIMARY_METRIC[s.type], math.nan)) for s in specs},
                **{f"train_loss/{s.name}": float(v) for s, v in zip(specs, mean_losses)},
                **({f"sigma/{s.name}": float(v) for s, v in zip(specs, weighting.sigma().detach().cpu())} if isinstance(weighting, UncertaintyWeighting) else {})}
         history.append(row)
