@@ -42,6 +42,53 @@ def test_each_version_keeps_13_and_drops_the_expected_5(build, version):
     assert evaluations["decisions_match_registry"].passed
 
 
+@pytest.mark.parametrize("version", ["v2", "v3", "v4"])
+def test_every_candidate_shows_its_determinism_dropped_at_or_above_099_kept_clearly_below(build, version):
+    """SPEC 3.3 / 5: the balanced determinism metric (MCC; min R^2 of OLS and a GBM) for every
+    candidate: the ones dropped as deterministic at >= 0.99, every kept task at <= 0.90."""
+    decisions = build.warehouse.read("task_labels", version)["decisions"]
+    assert decisions["determinism_value"].null_count() == 0
+    assert (decisions["determinism_margin"] - (decisions["determinism_value"] - 0.99)).abs().max() < 1e-5
+    metrics = dict(decisions.select("task", "determinism_metric").iter_rows())
+    assert {metrics[c.name] for c in lab.REGISTRY if c.type == "regression"} == {"min R2 (OLS, GBM)"}
+    assert {metrics[c.name] for c in lab.REGISTRY if c.type != "regression"} == {"MCC"}
+    deterministic = decisions.filter(pl.col("reason").str.starts_with("not a prediction task"))
+    assert set(deterministic["task"]) == EXPECTED_DROPPED - {"has_nba"}
+    assert (deterministic["determinism_value"] >= 0.99).all() and (deterministic["determinism_margin"] >= 0).all()
+    assert (deterministic["determinism_value"] == deterministic["value"]).all()  # the very number the decision used
+    kept = decisions.filter(pl.col("decision") == "kept")
+    worst = kept.sort("determinism_value", descending=True).row(0, named=True)
+    assert worst["determinism_value"] <= 0.90, (
+        f"{version}: kept task {worst['task']} has determinism {worst['determinism_metric']} = {worst['determinism_value']:.4f} > 0.90"
+    )
+    (event,) = [e for e in build.results[version].get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "task_labels"]
+    shown = event.materialization.metadata["max determinism of a kept task"].value
+    assert shown == {"task": worst["task"], "metric": worst["determinism_metric"], "value": worst["determinism_value"], "ceiling": 0.90}
+    assert "determinism_value" in event.materialization.metadata["decision_table"].value
+
+
+def test_a_kept_task_that_is_a_function_of_a_pre_cutoff_column_shows_determinism_at_or_above_099(v4):
+    """The determinism column can fail: a candidate that also reads a post-cutoff window is kept
+    by the screen, yet a quartile of renta, and its determinism says so."""
+    leaky = dataclasses.replace(
+        lab.CANDIDATES["income_tier"], name="renta_quartile", sources=(("renta", "at_c"), ("segmento", "c+1")),
+        expected="kept", reason="looks like a task",
+    )
+    labels = v4["labels"].with_columns(
+        renta_quartile=pl.col("ncodpers").replace_strict(
+            dict(zip(v4["sources"]["ncodpers"], v4["sources"]["renta"])), default=None
+        ).qcut(4, labels=["0", "1", "2", "3"]).cast(pl.Utf8).cast(pl.Int8)
+    )
+    decisions = screen.screen(labels, v4["splits"], v4["sources"], registry=(*lab.REGISTRY, leaky))
+    row = decisions.filter(pl.col("task") == "renta_quartile").row(0, named=True)
+    assert row["decision"] == "kept" and row["agrees"]  # decisions unchanged: it reads c+1
+    assert row["determinism_metric"] == "MCC" and row["determinism_value"] >= 0.99 and row["determinism_margin"] >= 0, row
+    assert row["determinism_from"] == f"all {len(screen.DECLARED_AGGREGATES)} declared pre-cutoff aggregates"
+    others = ["task", "decision", "determinism_value"]
+    assert decisions.filter(pl.col("task") != "renta_quartile").select(others).equals(v4["task_labels"]["decisions"].select(others))
+
+
 def test_task_labels_hold_the_kept_tasks_and_the_split(v4):
     tasks = v4["task_labels"]["labels"]
     kept = v4["task_labels"]["decisions"].filter(pl.col("decision") == "kept")["task"].to_list()

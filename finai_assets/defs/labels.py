@@ -129,15 +129,23 @@ def task_labels(
     """The task set: the screen decides from data which candidates are prediction tasks (not a
     deterministic function of pre-cutoff features, not redundant with another candidate, not
     merely persisting) and publishes the decision table (metric, value, margin, decision,
-    expected fate, agrees). The labels of the kept tasks with each customer's split; `next_mcc`
-    as its class in the top-49 train vocabulary + other. A disagreement with the registry is a
-    warning, never tuned away."""
+    expected fate, agrees), with every candidate's determinism from pre-cutoff columns (MCC or
+    min R^2 of OLS and a GBM, out of sample; margin to 0.99; a kept task stays <= 0.90). The
+    labels of the kept tasks with each customer's split; `next_mcc` as its class in the top-49
+    train vocabulary + other. A disagreement with the registry is a warning, never tuned away."""
     sources = lab.pre_cutoff_sources(synthetic_customers["snapshots"], synthetic_customers["transactions"])
     decisions = screen.screen(candidate_labels, split_assignments, sources)
     vocabulary = screen.next_mcc_vocabulary(candidate_labels, split_assignments)
     tasks = screen.task_labels(candidate_labels, split_assignments, decisions, vocabulary)
     tables = {"labels": tasks, "decisions": decisions, "next_mcc_vocabulary": vocabulary}
     kept = decisions.filter(pl.col("decision") == "kept")
+    top = kept.drop_nulls("determinism_value").sort("determinism_value", descending=True).head(1)
+    most_deterministic = {
+        "task": top["task"].item() if top.height else None,
+        "metric": top["determinism_metric"].item() if top.height else None,
+        "value": top["determinism_value"].item() if top.height else None,
+        "ceiling": screen.ScreenThresholds().kept_determinism,
+    }
     disagreements = decisions.filter(~pl.col("agrees"))
     return dg.MaterializeResult(
         value=tables,
@@ -148,6 +156,7 @@ def task_labels(
             "kept_by_type": dg.MetadataValue.json(dict(kept.group_by("type").len().sort("type").iter_rows())),
             "task_groups": ", ".join(sorted({lab.CANDIDATES[t].group for t in kept["task"]} - {None})),
             "decision_table": markdown_table(decisions.drop("details"), 20),
+            "max determinism of a kept task": dg.MetadataValue.json(most_deterministic),
             "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("candidate_labels", "split_assignments", "synthetic_customers")}),
         },
         check_results=[
