@@ -135,3 +135,24 @@ def test_gradnorm_lowers_the_weight_of_the_task_with_the_larger_gradient():
 def test_an_unknown_weighting_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="uncertainty, fixed, dwa, gradnorm"):
         make_weighting("kendall", [BINARY])
+
+
+def test_the_declared_losses_are_the_ones_applied():
+    torch.manual_seed(0)
+    z, y = torch.randn(50), (torch.rand(50) < 0.3).float()
+    p = torch.sigmoid(z.double())
+    pt = torch.where(y.bool(), p, 1 - p)
+    hand = (-(1 - pt) ** 2 * torch.log(pt)).mean()
+    assert torch.isclose(masked_loss(TaskSpec("f", "binary", loss="focal"), z, y).double(), hand, rtol=1e-5)
+    assert masked_loss(TaskSpec("f", "binary", loss="focal"), z, y) < masked_loss(BINARY, z, y)  # easy examples down-weighted
+    r, t = torch.randn(50) * 3, torch.randn(50)
+    err = (r - t).abs()
+    huber = torch.where(err < 1, 0.5 * err ** 2, err - 0.5).mean()
+    assert torch.isclose(masked_loss(TaskSpec("h", "regression", loss="huber"), r, t), huber, rtol=1e-5)
+    assert torch.isclose(masked_loss(REG, r, t), ((r - t) ** 2).mean(), rtol=1e-5)
+    assert torch.isfinite(masked_loss(TaskSpec("f", "binary", loss="focal"), torch.tensor([80.0, -80.0]), torch.tensor([0.0, 1.0])))
+
+
+def test_a_loss_that_does_not_fit_the_task_type_is_refused():
+    with pytest.raises(ValueError, match="takes the loss bce or focal"):
+        TaskSpec("t", "binary", loss="huber")

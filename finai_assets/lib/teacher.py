@@ -37,7 +37,7 @@ def task_specs(decisions: pl.DataFrame) -> list[TaskSpec]:
     specs = []
     for task in kept:
         c = CANDIDATES[task]
-        specs.append(TaskSpec(task, c.type, c.classes if c.type == "multiclass" else 1, c.group or "default"))
+        specs.append(TaskSpec(task, c.type, c.classes if c.type == "multiclass" else 1, c.group or "default", loss=c.loss))
     return specs
 
 

@@ -1,7 +1,9 @@
 """Masked per-task losses and how they are weighted into one training loss (SPEC 3.5).
 
-A null label (NaN) is masked out: it contributes no loss and no gradient. Regression targets
-arrive standardised (train mean/std), so their MSE is on the same scale as the other losses.
+A null label (NaN) is masked out: it contributes no loss and no gradient. Each task uses the loss
+its registry entry declares: binary BCE or focal (γ = 2, no α: no hidden class weight),
+multiclass cross-entropy, regression MSE or Huber (δ = 1). Regression targets arrive
+standardised (train mean/std), so their losses are on the same scale as the others.
 
 Uncertainty weighting (Kendall et al., in the "s = log σ²" form), the default:
 
@@ -25,6 +27,15 @@ from torch import Tensor, nn
 from finai_assets.lib.ple.tasks import TaskSpec
 
 LOG_VAR_CLAMP = 4.0
+FOCAL_GAMMA = 2.0
+
+
+def focal_loss(logits: Tensor, target: Tensor, gamma: float = FOCAL_GAMMA) -> Tensor:
+    """mean of −(1 − p_t)^γ log p_t on logits (log p_t by logsigmoid: stable for any logit)."""
+    log_p = F.logsigmoid(logits)
+    log_not_p = F.logsigmoid(-logits)
+    log_pt = target * log_p + (1 - target) * log_not_p
+    return (-(1 - log_pt.exp()) ** gamma * log_pt).mean()
 
 
 def masked_loss(spec: TaskSpec, logits: Tensor, target: Tensor) -> Tensor:
@@ -34,12 +45,18 @@ def masked_loss(spec: TaskSpec, logits: Tensor, target: Tensor) -> Tensor:
     mask = ~torch.isnan(target)
     if not bool(mask.any()):
         return logits.sum() * 0.0
-    if spec.type == "binary":
-        return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
-    if spec.type == "multiclass":
+    z, y = logits[mask], target[mask]
+    kind = spec.loss_name
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(z, y)
+    if kind == "focal":
+        return focal_loss(z, y)
+    if kind == "cross_entropy":
         assert logits.shape[1:] == (spec.classes,), (spec.name, logits.shape)
-        return F.cross_entropy(logits[mask], target[mask].long())
-    return F.mse_loss(logits[mask], target[mask])
+        return F.cross_entropy(z, y.long())
+    if kind == "huber":
+        return F.huber_loss(z, y, delta=1.0)
+    return F.mse_loss(z, y)
 
 
 class FixedWeighting(nn.Module):
