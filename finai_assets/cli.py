@@ -7,8 +7,6 @@ import time
 
 import dagster as dg
 
-TRAINING_ASSETS = ("ple_teacher", "baseline_models")
-
 
 def _run(partitions: list[str]) -> int:
     from finai_assets.definitions import defs
@@ -25,10 +23,8 @@ def _run(partitions: list[str]) -> int:
     for partition in [None, *partitions]:
         selection = unpartitioned if partition is None else partitioned
         t0 = time.perf_counter()
-        # one run at a time here: training may use every core (the UI's runs share them, SPEC 3.5)
-        config = {"ops": {name: {"config": {"threads": os.cpu_count() or 1}} for name in TRAINING_ASSETS}} if partition else None
         result = job.execute_in_process(
-            instance=instance, asset_selection=selection, partition_key=partition, raise_on_error=False, run_config=config
+            instance=instance, asset_selection=selection, partition_key=partition, raise_on_error=False
         )
         failed |= not result.success
         for event in result.get_asset_materialization_events():
