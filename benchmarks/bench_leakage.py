@@ -74,13 +74,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchlib import _cpu_model, _hwm_gib, _proc_kib, _rss_gib, git_sha
+from benchlib import _busy_ticks, _cpu_model, _cpu_ticks, _hwm_gib, _proc_kib, _rss_gib, git_sha, inputs_workdir, run_guarded
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "bench_leakage.json"
@@ -90,23 +88,6 @@ DISTURBED_CORES = 0.25  # other processes' mean CPU use during a measurement abo
 
 
 # ------------------------------------------------------------------ memory helpers
-
-
-def _busy_ticks() -> int:
-    """Busy clock ticks of the whole machine (all cores) from /proc/stat."""
-    with open("/proc/stat") as fh:
-        v = [int(x) for x in fh.readline().split()[1:]]
-    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # user nice system irq softirq steal
-
-
-def _cpu_ticks(pid: int) -> int | None:
-    """utime + stime of a process (all its threads), in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class _Stages:
@@ -516,20 +497,6 @@ def child_baseline(workdir: Path, budget_s: float | None, seed: int) -> None:
 # ------------------------------------------------------------------ parent side
 
 
-def _last_stage(progress: Path) -> str | None:
-    """The stage a killed child was in (started, never ended)."""
-    if not progress.exists():
-        return None
-    open_stages: dict[str, dict] = {}
-    for line in progress.read_text().splitlines():
-        rec = json.loads(line)
-        if rec["event"] == "start":
-            open_stages[rec["stage"]] = rec
-        else:
-            open_stages.pop(rec["stage"], None)
-    return next(iter(open_stages), None)
-
-
 def wait_idle(max_s: float, window_s: float = 5.0) -> float:
     """Wait (at most max_s) until other processes use < DISTURBED_CORES cores over a window;
     returns the seconds waited."""
@@ -546,50 +513,12 @@ def wait_idle(max_s: float, window_s: float = 5.0) -> float:
 def run_child(kind: str, workdir: Path, n: int, args) -> dict:
     """Run one child in a fresh interpreter; guard memory and time from outside."""
     waited = wait_idle(args.wait_idle_min * 60) if kind in ("ours", "baseline") and args.wait_idle_min > 0 else 0.0
-    result = workdir / f"{kind}.json"
-    progress = workdir / f"{kind}_progress.jsonl"
-    result.unlink(missing_ok=True)
-    progress.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
            "--customers", str(n), "--calibration-customers", str(args.calibration_customers), "--seed", str(args.seed)]
     if args.baseline_budget_s is not None:
         cmd += ["--baseline-budget-s", str(args.baseline_budget_s)]
-    limit_s = args.timeout_min * 60
-    start = time.monotonic()
-    busy0 = _busy_ticks()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    observed, reason, child_ticks = 0.0, None, 0
-    while proc.poll() is None:
-        rss = _rss_gib(proc.pid)
-        observed = max(observed, rss)
-        child_ticks = _cpu_ticks(proc.pid) or child_ticks
-        if rss > args.max_rss_gib:
-            reason = f"resident memory {rss:.2f} GiB passed the --max-rss-gib guard of {args.max_rss_gib} GiB"
-        elif time.monotonic() - start > limit_s:
-            reason = f"ran past the --timeout-min limit of {args.timeout_min} min"
-        if reason:
-            proc.kill()  # the child this function started, by its own handle
-            proc.wait()
-            break
-        time.sleep(0.2)
-    elapsed = time.monotonic() - start
-    hz = os.sysconf("SC_CLK_TCK")
-    # Other processes' CPU while the child ran, in cores (the child's last poll <= 0.2 s before
-    # its end; the parent's own polling is included): > ~0.2 means the timing was disturbed.
-    other_cores = max(0.0, (_busy_ticks() - busy0 - child_ticks) / hz / max(elapsed, 1e-9))
-    stderr = proc.stderr.read() if proc.stderr else ""
-    if reason is None and proc.returncode != 0:
-        reason = f"exit status {proc.returncode}" + (" (killed: SIGKILL, likely the kernel OOM killer)" if proc.returncode == -9 else "")
-    if reason is None and not result.exists():
-        reason = "no result file"
-    if reason:
-        return {"kind": kind, "customers": n, "ok": False, "reason": reason, "stage": _last_stage(progress),
-                "elapsed_s": round(time.monotonic() - start, 1), "observed_peak_rss_gib": round(observed, 3),
-                "stderr_tail": stderr[-2000:]}
-    out = json.loads(result.read_text())
-    out.update(ok=True, customers=n, observed_peak_rss_gib=round(observed, 3), waited_for_idle_s=waited,
-               child_cpu_cores=round(child_ticks / hz / max(elapsed, 1e-9), 2), other_cpu_cores=round(other_cores, 2))
-    return out
+    out = run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min, workdir / f"{kind}_progress.jsonl")
+    return out | {"kind": out.get("kind", kind), "customers": n, "waited_for_idle_s": waited}
 
 
 def _agreement(workdir: Path) -> dict:
@@ -702,11 +631,7 @@ def main() -> None:
 
     started = dt.datetime.now(dt.timezone.utc)
     with contextlib.ExitStack() as stack:
-        if args.inputs_dir:
-            args.inputs_dir.mkdir(parents=True, exist_ok=True)
-            workdir = args.inputs_dir.resolve()
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_leakage_")))
+        workdir = inputs_workdir(stack, args.inputs_dir, "bench_leakage_")
         n, failed = args.customers, []
         while True:
             print(f"build: {VERSION} inputs at {n:,} customers (not in the ratio) ...", flush=True)

@@ -41,13 +41,12 @@ import os
 import pickle
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import _cpu_model, _hwm_gib, _proc_kib, _rss_gib, git_sha
+from benchlib import _cpu_model, _hwm_gib, _proc_kib, _rss_gib, git_sha, run_guarded
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "bench_synthetic.json"
@@ -190,40 +189,11 @@ def build_calibration(workdir: Path, n_cal: int) -> dict:
 
 def run_child(kind: str, workdir: Path, n: int, args) -> dict:
     """Run one measurement in a fresh interpreter; guard memory and time from outside."""
-    result = workdir / f"{kind}.json"
-    result.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
            "--customers", str(n), "--version", args.version]
     if args.no_breakdown:
         cmd.append("--no-breakdown")
-    limit_s = args.timeout_min * 60
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    observed, reason = 0.0, None
-    while proc.poll() is None:
-        rss = _rss_gib(proc.pid)
-        observed = max(observed, rss)
-        if rss > args.max_rss_gib:
-            reason = f"resident memory {rss:.2f} GiB passed the --max-rss-gib guard of {args.max_rss_gib} GiB"
-        elif time.monotonic() - start > limit_s:
-            reason = f"ran past the --timeout-min limit of {args.timeout_min} min"
-        if reason:
-            proc.kill()  # the child this function started, by its own handle
-            proc.wait()
-            break
-        time.sleep(0.2)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    if reason is None and proc.returncode != 0:
-        reason = f"exit status {proc.returncode}" + (" (killed: SIGKILL, likely the kernel OOM killer)" if proc.returncode == -9 else "")
-    if reason is None and not result.exists():
-        reason = "no result file"
-    if reason:
-        return {"kind": kind, "customers": n, "ok": False, "reason": reason,
-                "elapsed_s": round(time.monotonic() - start, 1), "observed_peak_rss_gib": round(observed, 3),
-                "stderr_tail": stderr[-2000:]}
-    out = json.loads(result.read_text())
-    out.update(ok=True, observed_peak_rss_gib=round(observed, 3))
-    return out
+    return run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min) | {"kind": kind, "customers": n}
 
 
 def _rates(m: dict) -> dict:

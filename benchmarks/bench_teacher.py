@@ -69,13 +69,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from pathlib import Path
 
 import bench_leakage as bl
-from benchlib import _cpu_model, _proc_kib, _rss_gib, git_sha
+from benchlib import _cpu_model, _proc_kib, _rss_gib, git_sha, inputs_workdir, run_guarded
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "bench_teacher.json"
@@ -240,49 +239,12 @@ def child_lightgbm(workdir: Path, threads: int, seed: int) -> None:
 
 
 def run_child(kind: str, workdir: Path, n: int, args) -> dict:
-    """One measured child in a fresh interpreter; memory and time guarded from outside (as
-    bench_leakage.run_child, for this script's children)."""
+    """One measured child in a fresh interpreter; memory and time guarded from outside."""
     waited = bl.wait_idle(args.wait_idle_min * 60) if args.wait_idle_min > 0 else 0.0
-    result = workdir / f"{kind}.json"
-    progress = workdir / f"{kind}_progress.jsonl"
-    result.unlink(missing_ok=True)
-    progress.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
            "--customers", str(n), "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed)]
-    limit_s = args.timeout_min * 60
-    start = time.monotonic()
-    busy0 = bl._busy_ticks()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    observed, reason, child_ticks = 0.0, None, 0
-    while proc.poll() is None:
-        rss = _rss_gib(proc.pid)
-        observed = max(observed, rss)
-        child_ticks = bl._cpu_ticks(proc.pid) or child_ticks
-        if rss > args.max_rss_gib:
-            reason = f"resident memory {rss:.2f} GiB passed the --max-rss-gib guard of {args.max_rss_gib} GiB"
-        elif time.monotonic() - start > limit_s:
-            reason = f"ran past the --timeout-min limit of {args.timeout_min} min"
-        if reason:
-            proc.kill()  # the child this function started, by its own handle
-            proc.wait()
-            break
-        time.sleep(0.2)
-    elapsed = time.monotonic() - start
-    hz = os.sysconf("SC_CLK_TCK")
-    other_cores = max(0.0, (bl._busy_ticks() - busy0 - child_ticks) / hz / max(elapsed, 1e-9))
-    stderr = proc.stderr.read() if proc.stderr else ""
-    if reason is None and proc.returncode != 0:
-        reason = f"exit status {proc.returncode}" + (" (killed: SIGKILL, likely the kernel OOM killer)" if proc.returncode == -9 else "")
-    if reason is None and not result.exists():
-        reason = "no result file"
-    if reason:
-        return {"kind": kind, "customers": n, "ok": False, "reason": reason, "stage": bl._last_stage(progress),
-                "elapsed_s": round(elapsed, 1), "observed_peak_rss_gib": round(observed, 3), "stderr_tail": stderr[-2000:],
-                "timed_out": reason.startswith("ran past"), "other_cpu_cores": round(other_cores, 2), "waited_for_idle_s": waited}
-    out = json.loads(result.read_text())
-    out.update(ok=True, customers=n, observed_peak_rss_gib=round(observed, 3), waited_for_idle_s=waited,
-               child_cpu_cores=round(child_ticks / hz / max(elapsed, 1e-9), 2), other_cpu_cores=round(other_cores, 2))
-    return out
+    out = run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min, workdir / f"{kind}_progress.jsonl")
+    return out | {"kind": out.get("kind", kind), "customers": n, "waited_for_idle_s": waited}
 
 
 def measure(kind: str, workdir: Path, n: int, args) -> dict:
@@ -437,10 +399,10 @@ def report_text(res: dict) -> str:
         + ", ".join(f"{t} {r['best']}" for t, r in g["rounds"].items()) + ")"
         + (f"; stopped by the round cap (max_rounds {g['max_rounds']}) while still improving on val (best iteration within "
            f"the last {g['early_stopping']} rounds): " + ", ".join(capped) if capped else ""),
-        f"PLE epochs: " + ", ".join(f"{i + 1}: {e:.1f} s (val composite {h['val_composite']:.4f})"
+        "PLE epochs: " + ", ".join(f"{i + 1}: {e:.1f} s (val composite {h['val_composite']:.4f})"
                                     for i, (e, h) in enumerate(zip(p["epoch_s"], p["history"])))
         + f"; one validation scoring pass {p['val_scoring_s']:.1f} s",
-        f"shared-bottom epochs: " + ", ".join(f"{i + 1}: {e:.1f} s (val composite {h['val_composite']:.4f})"
+        "shared-bottom epochs: " + ", ".join(f"{i + 1}: {e:.1f} s (val composite {h['val_composite']:.4f})"
                                               for i, (e, h) in enumerate(zip(s["epoch_s"], s["history"])))
         + f"; one validation scoring pass {s['val_scoring_s']:.1f} s",
     ]
@@ -456,8 +418,8 @@ def report_text(res: dict) -> str:
                   f"x{r['samples_per_s_ple_over_shared_bottom']:.3f} samples/s (steps only x{r['steps_only_samples_per_s_ple_over_shared_bottom']:.3f}), "
                   f"x{r['parameters_ple_over_shared_bottom']:.1f} parameters, x{r['peak_rss_ple_over_shared_bottom']:.2f} peak RSS; "
                   f"PLE train s / LightGBM wall x{r['train_s_ple_over_lightgbm']:.2f}"]
-    lines += ["", f"quality on the TEST split (per-task rows in the last column; best of PLE / LightGBM / shared-bottom; "
-                  f"gap = PLE - LightGBM, AUC gap +- 1.96 unpaired SE):",
+    lines += ["", "quality on the TEST split (per-task rows in the last column; best of PLE / LightGBM / shared-bottom; "
+                  "gap = PLE - LightGBM, AUC gap +- 1.96 unpaired SE):",
               f"{'task':26}{'type':>11}{'metric':>9}{'PLE':>9}{'LightGBM':>9}{'shared-b':>9}{'oracle':>9}"
               f"{'best':>10}{'PLE-LGBM':>10}{'+-':>8}{'rows':>9}"]
     for row in q["rows"]:
@@ -548,11 +510,7 @@ def main() -> None:
     started = dt.datetime.now(dt.timezone.utc)
     source = _source_state()
     with contextlib.ExitStack() as stack:
-        if args.inputs_dir:
-            args.inputs_dir.mkdir(parents=True, exist_ok=True)
-            workdir = args.inputs_dir.resolve()
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_teacher_")))
+        workdir = inputs_workdir(stack, args.inputs_dir, "bench_teacher_")
         n, failed = args.customers, []
         while True:
             print(f"build: {VERSION} inputs at {n:,} customers (bench_leakage's build; not timed in any ratio) ...", flush=True)
