@@ -1,7 +1,6 @@
 """The PLE model and the generic training API (SPEC 3.5)."""
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 

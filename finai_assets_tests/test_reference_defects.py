@@ -66,7 +66,6 @@ from finai_assets.lib.schema import (
     SNAPSHOT_MONTHS,
     TRANSACTION_COLUMNS,
     TRANSACTION_OPTIONAL_COLUMNS,
-    product_column,
 )
 from finai_assets.lib.simulate import LATENTS, simulate
 from finai_assets.lib.storage import content_hash

@@ -11,6 +11,7 @@ from finai_assets.dagster_meta import input_hashes, markdown_table, table_metada
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import plots
 from finai_assets.lib import teacher as tl
+from finai_assets.lib.ple.config import PLEConfig, TrainConfig, torch_threads
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
 
@@ -24,32 +25,28 @@ class TeacherConfig(dg.Config):
     """Launchpad config of the PLE teacher (the shared-bottom baseline trains with the same loop
     settings)."""
 
-    epochs: int = 12
-    batch_size: int = 512
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    patience: int = 3
-    max_train_rows: Optional[int] = None
-    loss_weighting: str = "uncertainty"  # uncertainty | fixed | gradnorm | dwa
-    gate: str = "softmax"  # softmax | sigmoid
-    extraction_layers: int = 2
-    expert_dim: int = 64
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: Optional[int] = None  # None: cores // concurrent runs
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    weight_decay: float = TrainConfig.weight_decay
+    warmup_epochs: int = TrainConfig.warmup_epochs
+    patience: int = TrainConfig.patience
+    max_train_rows: Optional[int] = TrainConfig.max_train_rows
+    loss_weighting: str = TrainConfig.loss_weighting  # uncertainty | fixed | gradnorm | dwa
+    gate: str = PLEConfig.gate  # softmax | sigmoid
+    extraction_layers: int = PLEConfig.extraction_layers
+    expert_dim: int = PLEConfig.expert_dim
+    seed: int = TrainConfig.seed
+    device: str = TrainConfig.device  # auto | cpu | cuda
+    threads: Optional[int] = TrainConfig.threads  # None: cores // concurrent runs
 
-    def train_config(self):
-        from finai_assets.lib.ple.train import TrainConfig
-
+    def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            warmup_epochs=self.warmup_epochs, patience=self.patience, seed=self.seed, device=self.device,
-                           max_train_rows=self.max_train_rows, threads=tl.torch_threads(self.threads, CONCURRENT_RUNS),
+                           max_train_rows=self.max_train_rows, threads=self.threads, concurrent_runs=CONCURRENT_RUNS,
                            loss_weighting=self.loss_weighting)
 
-    def ple_config(self):
-        from finai_assets.lib.ple.model import PLEConfig
-
+    def ple_config(self) -> PLEConfig:
         return PLEConfig(expert_dim=self.expert_dim, extraction_layers=self.extraction_layers, gate=self.gate)
 
 
@@ -136,7 +133,7 @@ def baseline_models(
 
     specs = tl.task_specs(task_labels["decisions"])
     data = tl.design(feature_table["features"], _labels(task_labels, split_assignments), specs)
-    threads = tl.torch_threads(config.threads, CONCURRENT_RUNS)
+    threads = torch_threads(config.threads, CONCURRENT_RUNS)
     boosters = fit_lightgbm_baselines(*data.rows("train"), *data.rows("val"), specs, seed=config.seed, threads=threads)
     lgb_pred = tl.prediction_frame(data.ncodpers, predict_lightgbm(boosters, data.X, specs), specs)
     texts = {t: b.model_to_string() for t, b in boosters.items()}

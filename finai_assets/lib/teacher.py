@@ -78,10 +78,6 @@ def routing_schema(schema: pl.DataFrame) -> dict[str, list[str]]:
     return {c: e.split(", ") for c, e in schema.select("column", "experts").iter_rows()}
 
 
-def torch_threads(requested: int | None, concurrent_runs: int) -> int:
-    return requested or max(1, (os.cpu_count() or 1) // max(1, concurrent_runs))
-
-
 def train_model(kind: str, data: Design, specs: Sequence[TaskSpec], schema: Mapping[str, Sequence[str]] | None,
                 model_config, train_config, log: Callable[[str], None]):
     """`kind` = "ple" (the teacher) or "shared_bottom" (the baseline), on the train and val rows."""

@@ -18,31 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from finai_assets.lib.ple.experts import EXPERTS, build_expert, expert_class
+from finai_assets.lib.ple.config import PLEConfig
+from finai_assets.lib.ple.experts import build_expert, expert_class
 from finai_assets.lib.ple.tasks import TaskSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class PLEConfig:
-    expert_dim: int = 64
-    extraction_layers: int = 2
-    task_experts: int = 1  # task-specific experts per task and layer
-    shared_mlp_experts: int = 2  # homogeneous shared experts of layers >= 1
-    gate: Literal["softmax", "sigmoid"] = "softmax"
-    tower_dims: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    experts: tuple[str, ...] = tuple(EXPERTS)
-
-    def __post_init__(self) -> None:
-        assert self.extraction_layers >= 1 and self.task_experts >= 1 and self.shared_mlp_experts >= 1
-        assert self.gate in ("softmax", "sigmoid"), self.gate
-        unknown = set(self.experts) - set(EXPERTS)
-        assert not unknown, f"unknown experts {sorted(unknown)}"
 
 
 @dataclasses.dataclass

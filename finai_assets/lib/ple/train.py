@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -26,30 +25,12 @@ from torch import nn
 
 from finai_assets.lib.ple.losses import DWAWeighting, GradNormWeighting, UncertaintyWeighting, make_weighting, masked_loss
 from finai_assets.lib.ple.metrics import composite, task_metrics
-from finai_assets.lib.ple.model import PLE, PLEConfig
+from finai_assets.lib.ple.config import PLEConfig, TrainConfig, torch_threads
+from finai_assets.lib.ple.model import PLE
 from finai_assets.lib.ple.tasks import TaskSpec
 
 
 PRIMARY_METRIC = {"binary": "auc", "multiclass": "f1_macro", "regression": "r2"}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 12
-    batch_size: int = 512
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    clip_norm: float = 5.0
-    patience: int = 3  # epochs without a better validation composite
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    max_train_rows: int | None = None  # a seeded subset of train rows when set
-    threads: int | None = None  # None: cores // concurrent_runs
-    concurrent_runs: int = 2  # dagster.yaml's run limit: threads are shared between runs
-    loss_weighting: str = "uncertainty"  # uncertainty | fixed | gradnorm | dwa
-    aux_weight: float = 1.0  # the experts' auxiliary losses
-    gradnorm_interval: int = 10  # steps between GradNorm rebalances
 
 
 @dataclasses.dataclass
@@ -87,10 +68,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA device is visible; use device 'auto' or 'cpu'")
     return torch.device(device)
-
-
-def torch_threads(config: TrainConfig) -> int:
-    return config.threads or max(1, (os.cpu_count() or 1) // max(1, config.concurrent_runs))
 
 
 def _shared_parameters(model: nn.Module):
@@ -149,7 +126,7 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
         log: Callable[[str], None] = lambda _: None) -> TrainResult:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    threads = torch_threads(config)
+    threads = torch_threads(config.threads, config.concurrent_runs)
     torch.set_num_threads(threads)
     device = resolve_device(config.device)
     if config.max_train_rows is not None and train.X.shape[0] > config.max_train_rows:
@@ -173,7 +150,7 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: _lr_factor(k, config.warmup_epochs * steps_per_epoch, total))
     shared = list(_shared_parameters(model)) if isinstance(weighting, GradNormWeighting) else []
     generator = torch.Generator().manual_seed(config.seed)
-    history, best, best_score, best_epoch, since_best, step = [], None, -math.inf, 0, 0, 0
+    history, best, best_metrics, best_score, best_epoch, since_best, step = [], None, {}, -math.inf, 0, 0, 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(X.shape[0], generator=generator)
@@ -210,7 +187,7 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
         history.append(row)
         improved = score > best_score
         if improved:
-            best, best_score, best_epoch, since_best = copy.deepcopy(model.state_dict()), score, epoch, 0
+            best, best_metrics, best_score, best_epoch, since_best = copy.deepcopy(model.state_dict()), val_metrics, score, epoch, 0
         else:
             since_best += 1
         log(f"epoch {epoch}/{config.epochs}: train loss {float(mean_losses.sum()):.4f}, val composite {score:.4f}"
@@ -220,7 +197,7 @@ def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], c
             break
     model.load_state_dict(best)
     model.eval()
-    return TrainResult(model, scaling, history, best_epoch, evaluate(model, val, specs, scaling), str(device), threads,
+    return TrainResult(model, scaling, history, best_epoch, best_metrics, str(device), threads,
                        X.shape[0], time.perf_counter() - started)
 
 
