@@ -88,3 +88,45 @@ def gate_heatmap_figure(gates: pl.DataFrame, title: str) -> str:
     fig.colorbar(image, ax=ax)
     ax.set_title(title)
     return png_markdown(fig, "gate weights")
+
+
+def fairness_figure(groups_table: pl.DataFrame, task: str, title: str, operating_point: str = "top_k") -> str:
+    """Per protected attribute, the selection rate of each group for every model at
+    `operating_point` and for the labels, with bootstrap CI error bars; groups below the
+    minimum size are hatched and starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = groups_table.filter(
+        (pl.col("task") == task) & ((pl.col("operating_point") == operating_point) | (pl.col("model") == "labels"))
+    )
+    if rows.filter(pl.col("model") != "labels").is_empty():
+        raise ValueError(f"groups_table has no model rows for task {task!r} at operating point {operating_point!r}")
+    attributes = rows["attribute"].unique(maintain_order=True).to_list()
+    series = [*(m for m in rows["model"].unique(maintain_order=True) if m != "labels"), "labels"]
+    fig, axes = plt.subplots(1, len(attributes), figsize=(4 * len(attributes), 4), squeeze=False)
+    width = 0.8 / len(series)
+    for ax, attribute in zip(axes[0], attributes):
+        part = rows.filter(pl.col("attribute") == attribute)
+        group_names = part["group"].unique(maintain_order=True).to_list()
+        for k, model in enumerate(series):
+            bars = part.filter(pl.col("model") == model).fill_null(float("nan"))
+            rate = bars["selection_rate"].to_numpy()
+            errors = np.abs(np.vstack([rate - bars["sel_ci_low"].to_numpy(), bars["sel_ci_high"].to_numpy() - rate]))
+            drawn = ax.bar(np.arange(len(group_names)) + (k - (len(series) - 1) / 2) * width, rate, width,
+                           yerr=errors, capsize=2, label=model, color=f"C{k}")
+            for patch, status in zip(drawn.patches, bars["status"].to_list()):
+                if status == "insufficient_data":
+                    patch.set_hatch("//")
+                    patch.set_alpha(0.4)
+        insufficient = set(part.filter(pl.col("status") == "insufficient_data")["group"].to_list())
+        ax.set_xticks(range(len(group_names)), [f"{g}*" if g in insufficient else g for g in group_names],
+                      rotation=45, ha="right", fontsize=7)
+        ax.set_title(attribute)
+    axes[0][0].set_ylabel("selection rate")
+    axes[0][0].legend(fontsize=7, title="* hatched: below minimum size", title_fontsize=6)
+    fig.suptitle(f"{title} ({task}, {operating_point})")
+    return png_markdown(fig, title)
