@@ -41,7 +41,9 @@ The inputs are built once, in their own child process, timed separately and not 
 calibration on the embedded sample (`--calibration-customers`, as bench_synthetic), `generate`
 (v4 recipe and seed), `candidate_labels`, `split_assignments`, the task screen (`screen`,
 `next_mcc_vocabulary`, `task_labels`: the kept tasks with their split), `fit_pipeline` +
-`transform` (the feature table) + `feature_schema`, and `oracle_report` on the ground truth. The
+`transform` (the feature table) + `feature_schema`, and `oracle_report` on the ground truth; it also
+keeps the snapshot rows at the cutoff with the protected-attribute columns (`protected.parquet`,
+for bench_students' fairness report), as the snapshots themselves are deleted at its end. The
 build runs in three children (generate | labels, screen, oracle | features) that pass parquet
 files, so that each holds only what it needs; a temporary directory, or `--inputs-dir DIR`, which
 is kept and reused by a later run for the same `--customers` (e.g. to rerun a disturbed timing;
@@ -124,11 +126,16 @@ BUILD_STEPS = ("build-generate", "build-labels", "build-features")
 
 
 def child_build_generate(workdir: Path, n: int, n_cal: int) -> None:
-    """Calibration on the embedded sample and `generate`; writes snapshots, transactions and the
-    ground truth."""
+    """Calibration on the embedded sample and `generate`; writes snapshots, transactions, the
+    ground truth and `protected.parquet` (the snapshot rows at the cutoff, only the columns the
+    fairness report's protected groups are built from)."""
+    import polars as pl
+
+    from finai_assets.lib.fairness import SNAPSHOT_COLUMNS as PROTECTED_SNAPSHOT_COLUMNS
     from finai_assets.lib.profiles import customer_profiles
     from finai_assets.lib.raw import normalise_snapshots, normalise_transactions
     from finai_assets.lib.sample import embedded_sample
+    from finai_assets.lib.schema import DEFAULT_CUTOFF
     from finai_assets.lib.synthetic import RECIPES, VERSION_SEEDS, calibrate, generate, load_synthesizer
 
     stage = _Stages(workdir / "build-generate_progress.jsonl")
@@ -141,11 +148,14 @@ def child_build_generate(workdir: Path, n: int, n_cal: int) -> None:
     with stage(f"generate {VERSION}"):
         out = generate(cal.tables, synth, RECIPES[VERSION], n, VERSION_SEEDS[VERSION])
         del cal, synth
-    with stage("write parquet (snapshots, transactions, ground truth)"):
+    with stage("write parquet (snapshots, transactions, ground truth, protected columns at the cutoff)"):
         for name, frame in (("snapshots", out.snapshots), ("transactions", out.transactions), ("ground_truth", out.ground_truth)):
             frame.write_parquet(workdir / f"{name}.parquet")
+        # what the fairness report reads from the snapshots (kept: the build deletes the snapshots)
+        protected = out.snapshots.filter(pl.col("fecha_dato") == DEFAULT_CUTOFF).select(PROTECTED_SNAPSHOT_COLUMNS)
+        protected.write_parquet(workdir / "protected.parquet")
     info = {"snapshot_rows": out.snapshots.height, "transaction_rows": out.transactions.height,
-            "ground_truth_columns": out.ground_truth.width - 1}
+            "ground_truth_columns": out.ground_truth.width - 1, "protected_rows": protected.height}
     (workdir / "build-generate.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
 
 
