@@ -202,6 +202,18 @@ def test_distilled_multiclass_student_agrees_with_its_teacher(distilled, data):
     assert (p.argmax(1) == q.argmax(1)).mean() > 0.9
 
 
+def test_a_many_class_student_keeps_its_tree_budget_and_still_agrees(data):
+    """K trees a round: a multiclass student gets at most max_trees trees, its rate raised to match."""
+    config = dataclasses.replace(CONFIG, max_trees=60)
+    assert st.boosting_budget(MULTI, config) == (20, pytest.approx(min(st.MAX_LEARNING_RATE, CONFIG.learning_rate * 300 / 20)))
+    assert st.boosting_budget(BINARY, config) == (300, CONFIG.learning_rate)  # one tree a round: untouched
+    student = _fit(MULTI, "distil", data, config)
+    assert student.rounds <= 20 and student.booster.num_trees() <= 60
+    X, _, teacher = data
+    X_te, q = X[slice(*SPLITS["test"])], teacher["segment"][slice(*SPLITS["test"])]
+    assert (student.predict(X_te).argmax(1) == q.argmax(1)).mean() > 0.85
+
+
 def test_distilled_regression_student_tracks_its_teacher(distilled, data):
     X, _, teacher = data
     X_te, y_teacher = X[slice(*SPLITS["test"])], teacher["spend"][slice(*SPLITS["test"])]
@@ -284,8 +296,9 @@ def test_reason_codes_are_contributions_that_add_up_and_chunking_changes_nothing
     raw = student.raw_score(X_te).reshape(len(X_te), -1)
     predicted = raw.argmax(1)
     bias = contrib[np.arange(len(X_te)), predicted, 6]
+    init = np.asarray(student.init)[predicted if student.type == "multiclass" else 0]  # where boosting started
     total = codes.select([f"contribution_{j}" for j in range(1, 7)]).to_numpy().sum(1)
-    np.testing.assert_allclose(total + bias, raw[np.arange(len(X_te)), predicted], atol=1e-6)
+    np.testing.assert_allclose(total + bias + init, raw[np.arange(len(X_te)), predicted], atol=1e-6)
     top = codes.select([f"contribution_{j}" for j in range(1, 7)]).to_numpy()
     assert (np.abs(top[:, :-1]) >= np.abs(top[:, 1:])).all()
     assert codes.equals(student.reason_codes(X_te, names, 6, chunk_rows=7))
@@ -305,7 +318,7 @@ def test_saved_model_round_trips_and_a_tampered_file_is_refused(distilled, data,
     path, sha = st.save_student(student, tmp_path)
     assert path.name == f"student-segment-{sha[:16]}.txt"
     reloaded = st.Student(student.task, student.type, student.classes, student.route,
-                          st.load_booster_text(path, sha), student.rounds, student.platt, student.rule)
+                          st.load_booster_text(path, sha), student.rounds, student.platt, student.rule, student.init)
     X_te = data[0][slice(*SPLITS["test"])]
     np.testing.assert_array_equal(reloaded.predict(X_te), student.predict(X_te))
 
@@ -329,7 +342,7 @@ def test_two_students_never_overwrite_each_other(distilled, tmp_path):
     assert st.load_booster_text(first, first_sha) == distilled["churn"].model
     assert st.load_booster_text(second, second_sha) == distilled["spend"].model
     with pytest.raises(ValueError, match="rule student has no model file"):
-        st.save_student(st.Student("x", "binary", 1, "rule", None, 0, None, {"rule": "train positive rate", "prediction": 0.2}), tmp_path)
+        st.save_student(st.Student("x", "binary", 1, "rule", None, 0, None, {"rule": "train positive rate", "prediction": 0.2}, None), tmp_path)
 
 
 def test_bad_soft_labels_are_refused_by_name(data):

@@ -13,7 +13,7 @@ import pytest
 from finai_assets.defs import teacher as teacher_defs
 from finai_assets.lib import leakage
 from finai_assets.lib.ple.experts import EXPERTS
-from finai_assets_tests.conftest import ALL_DATASET_ASSETS, declared_checks, resources_for
+from finai_assets_tests.conftest import ALL_DATASET_ASSETS, TEST_TEACHER_CONFIG, declared_checks, resources_for
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_teacher_metadata_holds_the_card_the_gate_heatmap_and_the_checkpoint_has
     gates = v4["teacher"]["gates"]
     assert gates.height == 13 and np.allclose(gates.drop("task").to_numpy().sum(1), 1.0, atol=1e-4)
     history = v4["teacher"]["history"]
-    assert 1 <= history.height <= 8 and history["val_composite"].is_not_nan().all()
+    assert 1 <= history.height <= TEST_TEACHER_CONFIG["epochs"] and history["val_composite"].is_not_nan().all()
 
 
 def _copy(v4, tmp_path):

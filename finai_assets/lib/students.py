@@ -13,7 +13,10 @@ lightgbm is imported inside the functions that need it.
 
 LightGBM 4.x custom-objective convention: the objective and `feval` receive raw scores, [N] for
 one output and [N, K] for multiclass, and the objective returns grad and hess of the same shape.
-Boosting starts at raw score 0 (no init score, so nothing lives outside the saved model).
+A distilled student's boosting starts from the prior of its blended target (`Student.init`:
+binary logit, multiclass log class shares, regression mean), which LightGBM does not store in
+the model text, so it is kept beside it and added back by `raw_score`. Starting from 0 instead
+cost a 50-class student ~500 rounds just to learn the class prior (a 90 MB model).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +38,7 @@ ROUTES = ("distil", "hard_label", "rule")
 FIX = "rematerialize distilled_students"
 PROB_TOL = 1e-4  # a teacher class-probability row must sum to 1 within this
 CONTRIB_CHUNK_BYTES = 200 * 2**20  # pred_contrib memory per chunk of rows
+MAX_LEARNING_RATE = 0.3
 
 
 class StudentIntegrityError(ValueError):
@@ -49,13 +54,17 @@ class StudentConfig:
     min_child_samples: int = 20
     max_rounds: int = 500
     early_stopping: int = 30
+    # A multiclass student grows K trees a round; it gets at most max_trees trees (rounds <=
+    # max_trees / K) and a learning rate raised to keep rounds x rate (capped at MAX_LEARNING_RATE).
+    max_trees: int = 2500
     seed: int = 0
     threads: int = 1
     reason_codes: int = 3  # top contributing features kept per prediction
 
     def __post_init__(self) -> None:
         _check_alpha_temperature(self.alpha, self.temperature)
-        minimum = {"num_leaves": 2, "min_child_samples": 1, "max_rounds": 1, "early_stopping": 1, "threads": 1, "reason_codes": 1}
+        minimum = {"num_leaves": 2, "min_child_samples": 1, "max_rounds": 1, "early_stopping": 1, "threads": 1, "reason_codes": 1,
+                   "max_trees": 1}
         broken = [f"{name} must be >= {low}, got {getattr(self, name)}" for name, low in minimum.items() if getattr(self, name) < low]
         if not self.learning_rate > 0:
             broken.append(f"learning_rate must be > 0, got {self.learning_rate}")
@@ -179,6 +188,7 @@ class Student:
     rounds: int
     platt: tuple[float, float] | None
     rule: dict | None
+    init: list[float] | None  # the raw score boosting started from (one per class for multiclass); None: 0
 
     @functools.cached_property
     def booster(self):
@@ -188,9 +198,28 @@ class Student:
             raise ValueError(f"task {self.task!r}: a rule student has no model; use predict()")
         return lgb.Booster(model_str=self.model)
 
+    @functools.cached_property
+    def class_boosters(self) -> list:
+        """Multiclass: one single-output booster per class holding that class's trees (the model
+        text's tree k, k + K, k + 2K, ...), so a class's contributions cost 1/K of the full model's."""
+        import lightgbm as lgb
+
+        start, end = self.model.index("\nTree=0\n") + 1, self.model.index("\nend of trees")
+        header, body, tail = self.model[:start], self.model[start:end], self.model[end:]
+        for key, value in (("num_class", "1"), ("num_tree_per_iteration", "1"), ("objective", "regression")):
+            header = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", header)
+        header = re.sub(r"(?m)^tree_sizes=.*\n", "", header)  # sizes of the full model's trees; optional
+        trees = re.split(r"(?m)^Tree=\d+\n", body)[1:]
+        return [lgb.Booster(model_str=header + "".join(f"Tree={j}\n{t}" for j, t in enumerate(trees[k::self.classes])) + tail)
+                for k in range(self.classes)]
+
     def raw_score(self, X: np.ndarray) -> np.ndarray:
-        """The booster's raw score: [N] for one output, [N, K] for multiclass."""
-        return np.asarray(self.booster.predict(X, raw_score=True))
+        """The student's raw score, init included: [N] for one output, [N, K] for multiclass."""
+        raw = np.asarray(self.booster.predict(X, raw_score=True))
+        if self.init is None:
+            return raw
+        init = np.asarray(self.init)
+        return raw + (init if self.type == "multiclass" else init[0])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """binary -> calibrated P(y = 1) [N]; multiclass -> class probabilities [N, K]; regression -> value [N]."""
@@ -207,9 +236,9 @@ class Student:
 
     def reason_codes(self, X: np.ndarray, feature_names: list[str], k: int, chunk_rows: int | None = None) -> pl.DataFrame:
         """Per row, the k features with the largest absolute LightGBM `pred_contrib` contribution
-        to the raw score (multiclass: to the predicted class's raw score), largest first:
-        `reason_1..k` (feature names) and `contribution_1..k`. Computed in chunks of rows so one
-        chunk's contributions stay within ~200 MB."""
+        to the raw score (multiclass: to the predicted class's raw score, from that class's trees
+        alone), largest first: `reason_1..k` (feature names) and `contribution_1..k`. Computed in
+        chunks of rows so one chunk's contributions stay within ~200 MB."""
         if self.model is None:
             raise ValueError(f"task {self.task!r}: a rule student has no contributing features; reason codes exist only for model students")
         n_features = self.booster.num_feature()
@@ -218,20 +247,22 @@ class Student:
                              f"and {X.shape[1]} columns; pass the feature columns it was trained on")
         if not 1 <= k <= n_features:
             raise ValueError(f"task {self.task!r}: k must be in [1, {n_features}], got {k}")
-        per_row = self.classes * (n_features + 1)
-        chunk_rows = chunk_rows or max(1, CONTRIB_CHUNK_BYTES // (8 * per_row))
+        chunk_rows = chunk_rows or max(1, CONTRIB_CHUNK_BYTES // (8 * (n_features + 1)))
+        if self.type == "multiclass":  # explain the predicted class with that class's trees only
+            predicted = self.raw_score(X).argmax(1)
+            models = [(self.class_boosters[c], np.flatnonzero(predicted == c)) for c in range(self.classes)]
+        else:
+            models = [(self.booster, np.arange(len(X)))]
         top = np.empty((len(X), k), dtype=np.int64)
         value = np.empty((len(X), k), dtype=np.float64)
-        for start in range(0, len(X), chunk_rows):
-            rows = slice(start, start + chunk_rows)
-            contrib = np.asarray(self.booster.predict(X[rows], pred_contrib=True))
-            contrib = contrib.reshape(len(contrib), self.classes, n_features + 1)  # per class: features, then bias
-            predicted = contrib.sum(2).argmax(1)
-            contrib = contrib[np.arange(len(contrib)), predicted, :n_features]
-            best = np.argpartition(-np.abs(contrib), k - 1, axis=1)[:, :k]
-            order = np.argsort(-np.abs(np.take_along_axis(contrib, best, 1)), axis=1, kind="stable")
-            top[rows] = np.take_along_axis(best, order, 1)
-            value[rows] = np.take_along_axis(contrib, top[rows], 1)
+        for booster, rows in models:
+            for start in range(0, len(rows), chunk_rows):
+                chunk = rows[start:start + chunk_rows]
+                contrib = np.asarray(booster.predict(X[chunk], pred_contrib=True))[:, :n_features]  # the last column is the bias
+                best = np.argpartition(-np.abs(contrib), k - 1, axis=1)[:, :k]
+                order = np.argsort(-np.abs(np.take_along_axis(contrib, best, 1)), axis=1, kind="stable")
+                top[chunk] = np.take_along_axis(best, order, 1)
+                value[chunk] = np.take_along_axis(contrib, top[chunk], 1)
         names = np.asarray(feature_names, dtype=object)
         return pl.DataFrame(
             [pl.Series(f"reason_{j + 1}", names[top[:, j]], dtype=pl.Utf8) for j in range(k)]
@@ -260,15 +291,15 @@ def fit_student(spec: TaskSpec, route: str, X_train: np.ndarray, y_train: np.nda
     if not labelled.any():
         raise ValueError(f"task {spec.name!r}: no labelled train rows; a student needs some")
     if route == "rule":
-        return Student(spec.name, spec.type, spec.classes, route, None, 0, None, _prior_rule(spec, y_train[labelled]))
+        return Student(spec.name, spec.type, spec.classes, route, None, 0, None, _prior_rule(spec, y_train[labelled]), None)
 
     if route == "distil" and (soft_train is None or soft_val is None):
         raise ValueError(f"task {spec.name!r}: the distil route needs soft labels for train and val; pass the teacher's predictions")
     train = _labelled_rows(spec, "train", X_train, y_train, soft_train if route == "distil" else None)
     val = _labelled_rows(spec, "val", X_val, y_val, soft_val if route == "distil" else None)
-    booster = _fit_distilled(spec, train, val, config) if route == "distil" else _fit_hard_label(spec, train, val, config)
+    booster, init = _fit_distilled(spec, train, val, config) if route == "distil" else (_fit_hard_label(spec, train, val, config), None)
     student = Student(spec.name, spec.type, spec.classes, route, booster.model_to_string(num_iteration=booster.best_iteration),
-                      booster.best_iteration, None, None)
+                      booster.best_iteration, None, None, init)
     if spec.type == "binary":
         if X_calib is None or y_calib is None:
             raise ValueError(f"task {spec.name!r}: a binary student needs the calib rows for Platt calibration")
@@ -291,9 +322,21 @@ def _labelled_rows(spec: TaskSpec, split: str, X: np.ndarray, y: np.ndarray, sof
     return (X[keep], *_checked_targets(spec, y[keep], np.asarray(soft)[keep]))
 
 
+def boosting_budget(spec: TaskSpec, config: StudentConfig) -> tuple[int, float]:
+    """(max rounds, learning rate): the config's, except for a multiclass task whose K trees per
+    round would pass `max_trees`: rounds drop to max_trees // K and the rate rises by the same
+    factor (rounds x rate kept, at most MAX_LEARNING_RATE). A 50-class student at 500 rounds was
+    25,000 trees, a 90 MB model that took 70 s to score 20,000 rows."""
+    if spec.type != "multiclass":
+        return config.max_rounds, config.learning_rate
+    rounds = max(1, min(config.max_rounds, config.max_trees // spec.classes))
+    raised = min(MAX_LEARNING_RATE, config.learning_rate * config.max_rounds / rounds)
+    return rounds, max(config.learning_rate, raised)
+
+
 def _lightgbm_params(spec: TaskSpec, config: StudentConfig) -> dict:
     params = {
-        "learning_rate": config.learning_rate,
+        "learning_rate": boosting_budget(spec, config)[1],
         "num_leaves": config.num_leaves,
         "min_child_samples": config.min_child_samples,
         "seed": config.seed,
@@ -307,20 +350,38 @@ def _lightgbm_params(spec: TaskSpec, config: StudentConfig) -> dict:
     return params
 
 
+def distillation_init(spec: TaskSpec, y_hard: np.ndarray, soft: np.ndarray, alpha: float) -> list[float]:
+    """The raw score of the blended target's prior, alpha * hard + (1 - alpha) * soft, over the
+    training rows: binary its logit, multiclass the log class shares, regression the mean."""
+    if spec.type == "binary":
+        rate = np.clip(alpha * y_hard.mean() + (1 - alpha) * soft.mean(), 1e-6, 1 - 1e-6)
+        return [float(np.log(rate / (1 - rate)))]
+    if spec.type == "multiclass":
+        hard = np.bincount(y_hard.astype(np.int64), minlength=spec.classes) / len(y_hard)
+        share = np.clip(alpha * hard + (1 - alpha) * soft.mean(0), 1e-6, None)
+        return np.log(share / share.sum()).tolist()
+    return [float(alpha * y_hard.mean() + (1 - alpha) * soft.mean())]
+
+
 def _fit_distilled(spec: TaskSpec, train, val, config: StudentConfig):
+    """(booster, init): LightGBM on the distillation objective, boosting from `distillation_init`."""
     import lightgbm as lgb
 
     (X_tr, y_tr, p_tr), (X_va, y_va, p_va) = train, val
     a, T = config.alpha, config.temperature
     params = _lightgbm_params(spec, config) | {"objective": distillation_objective(spec, y_tr, p_tr, a, T), "metric": "None"}
+    init = distillation_init(spec, y_tr, p_tr, a)
+    start = lambda n: np.tile(init, (n, 1)) if spec.type == "multiclass" else np.full(n, init[0])  # noqa: E731
 
     def val_loss(raw: np.ndarray, dataset: object) -> tuple[str, float, bool]:
         return "distillation_loss", distillation_loss(spec, raw, y_va, p_va, a, T), False
 
-    train_set = lgb.Dataset(X_tr, y_tr, params=params)  # the objective and val_loss hold the targets; the label is unused
-    val_set = lgb.Dataset(X_va, y_va, reference=train_set, params=params)
-    return lgb.train(params, train_set, num_boost_round=config.max_rounds, valid_sets=[val_set], feval=val_loss,
-                     callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)])
+    # the objective and val_loss hold the targets; the label is unused; raw scores include init
+    train_set = lgb.Dataset(X_tr, y_tr, init_score=start(len(X_tr)), params=params)
+    val_set = lgb.Dataset(X_va, y_va, init_score=start(len(X_va)), reference=train_set, params=params)
+    booster = lgb.train(params, train_set, num_boost_round=boosting_budget(spec, config)[0], valid_sets=[val_set], feval=val_loss,
+                        callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)])
+    return booster, init
 
 
 def _fit_hard_label(spec: TaskSpec, train, val, config: StudentConfig):
@@ -332,7 +393,7 @@ def _fit_hard_label(spec: TaskSpec, train, val, config: StudentConfig):
     params = _lightgbm_params(spec, config) | {"objective": OBJECTIVE[spec.type]}
     train_set = lgb.Dataset(X_tr, y_tr, params=params)
     val_set = lgb.Dataset(X_va, y_va, reference=train_set, params=params)
-    return lgb.train(params, train_set, num_boost_round=config.max_rounds, valid_sets=[val_set],
+    return lgb.train(params, train_set, num_boost_round=boosting_budget(spec, config)[0], valid_sets=[val_set],
                      callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)])
 
 

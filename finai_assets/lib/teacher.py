@@ -92,6 +92,36 @@ def train_model(kind: str, data: Design, specs: Sequence[TaskSpec], schema: Mapp
     return fit(model, train, val, specs, train_config, log)
 
 
+CROSS_FIT_SEED = 7919
+
+
+def cross_fit_soft_labels(data: Design, soft: Mapping[str, np.ndarray], specs: Sequence[TaskSpec],
+                          schema: Mapping[str, Sequence[str]] | None, model_config, train_config, folds: int,
+                          log: Callable[[str], None]) -> dict[str, np.ndarray]:
+    """`soft` with every train row replaced by the prediction of a teacher trained without it:
+    the train customers fall into `folds` folds by id hash, and the teacher recipe is retrained
+    on the other folds (early stopping on val as before). Val, calib and test rows keep `soft`
+    (the full teacher never trained on them)."""
+    from finai_assets.lib.labels import stable_hash
+    from finai_assets.lib.ple.train import predict
+
+    if folds < 2:
+        raise ValueError(f"a cross-fit needs at least 2 folds, got {folds}; use 0 for in-sample soft labels")
+    train_rows = np.flatnonzero(data.split == "train")
+    fold = stable_hash(data.ncodpers[train_rows], seed=CROSS_FIT_SEED) % folds
+    out = {t: np.array(v, copy=True) for t, v in soft.items()}
+    for k in range(folds):
+        held = train_rows[fold == k]
+        split = data.split.copy()
+        split[held] = "held_out"
+        log(f"cross-fit fold {k + 1}/{folds}: teacher on {len(train_rows) - len(held):,} train rows, predicting {len(held):,}")
+        result = train_model("ple", dataclasses.replace(data, split=split), specs, schema, model_config, train_config, log)
+        preds = predict(result.model, data.X[held], specs, result.target_scaling)
+        for t in out:
+            out[t][held] = preds[t]
+    return out
+
+
 def save_model(result, specs: Sequence[TaskSpec], columns: list[str], folder: Path, config: dict) -> tuple[Path, str]:
     """A content-addressed checkpoint (`checkpoint-<sha16>.pt`): a new one never overwrites the
     file an earlier materialization points to."""
