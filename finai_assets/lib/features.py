@@ -24,7 +24,8 @@ from finai_assets.lib.schema import (
     PROVINCES,
     REGIONS,
     SEGMENTS,
-    SNAPSHOT_MONTHS,
+    month_date,
+    month_index,
     product_column,
 )
 from finai_assets.lib.storage import content_hash
@@ -47,6 +48,7 @@ N_CHANNELS = 12
 N_PERSONAS = 6
 GRAPH_DIM = 8
 HISTORY_MONTHS = 6
+SERIES_MONTHS = 16  # the spend series behind the persistence features: the last 16 months up to the cutoff
 DIAGRAM_POINTS = 8  # the P most persistent diagram points kept per customer (pd_ columns)
 UNSCALED_PREFIXES = ("seq_", "pd_")  # columns kept as computed (codes, masks, raw levels)
 CHUNK_TRANSACTIONS = 15_000_000  # transactions per customer chunk in _raw_features
@@ -158,10 +160,13 @@ def _product_embedding(at_c: pl.DataFrame) -> pl.DataFrame:
 # ------------------------------------------------------------------ transform
 
 
-def transform(snapshots: pl.DataFrame, transactions: pl.DataFrame, pipeline: dict[str, pl.DataFrame]) -> pl.DataFrame:
+def transform(snapshots: pl.DataFrame, transactions: pl.DataFrame, pipeline: dict[str, pl.DataFrame],
+              cutoff: dt.date | None = None) -> pl.DataFrame:
     """Features of every customer present at the cutoff (scaled; sequence slots and diagram
-    points unscaled), with the configuration the pipeline was fitted with."""
-    raw = _raw_features(snapshots, transactions, pipeline, pipeline_config(pipeline))
+    points unscaled), with the configuration the pipeline was fitted with. `cutoff` scores
+    another month with the same fitted pipeline (a production month); default: the fitted one."""
+    config = pipeline_config(pipeline)
+    raw = _raw_features(snapshots, transactions, pipeline, config if cutoff is None else dataclasses.replace(config, cutoff=cutoff))
     scaled = _scaled(raw, pipeline["scaler"])
     z = scaled.select(pipeline["persona_inputs"]["feature"].to_list()).to_numpy()
     persona = gmm_posterior(pipeline["persona_gmm"], z)
@@ -243,8 +248,7 @@ def _demographics(at_c: pl.DataFrame, pipeline: dict[str, pl.DataFrame], exclude
 
 
 def _holdings(snaps: pl.DataFrame, at_c: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
-    i = SNAPSHOT_MONTHS.index(cutoff)
-    recent = snaps.filter(pl.col("fecha_dato") >= SNAPSHOT_MONTHS[max(0, i - HISTORY_MONTHS)]).sort("ncodpers", "fecha_dato")
+    recent = snaps.filter(pl.col("fecha_dato") >= month_date(max(0, month_index(cutoff) - HISTORY_MONTHS))).sort("ncodpers", "fecha_dato")
     flag = lambda col: pl.col(col).fill_null(0)  # noqa: E731
     changes = recent.select(
         "ncodpers",
@@ -381,7 +385,8 @@ def persistence_pairs(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _persistence(txn: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
     """Persistence summaries of the monthly log-spend series up to the cutoff, and its
     DIAGRAM_POINTS most persistent diagram points (`pd_{i:02d}_birth/death/mask`)."""
-    months = [m for m in SNAPSHOT_MONTHS if m <= cutoff]
+    end = month_index(cutoff)
+    months = [month_date(i) for i in range(max(0, end - SERIES_MONTHS + 1), end + 1)]
     monthly = txn.with_columns(month=pl.col("ts").dt.date().dt.month_start()).group_by("ncodpers", "month").agg(spend=pl.col("amount").sum())
     grid = monthly.select("ncodpers").unique().join(pl.DataFrame({"month": [m.replace(day=1) for m in months]}), how="cross")
     series = (

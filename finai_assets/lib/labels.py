@@ -14,7 +14,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from finai_assets.lib.schema import DEFAULT_CUTOFF, PRODUCT_COLUMNS, PRODUCT_GROUPS, PRODUCTS, SEGMENTS, SNAPSHOT_MONTHS, product_column
+from finai_assets.lib.schema import DEFAULT_CUTOFF, PRODUCT_COLUMNS, PRODUCT_GROUPS, PRODUCTS, SEGMENTS, month_date, month_index, product_column
 
 GROUPS: tuple[str, ...] = tuple(PRODUCT_GROUPS)
 WINDOW = dt.timedelta(days=30)
@@ -90,7 +90,7 @@ assert len(CANDIDATES) == 18
 
 
 def month_after(month: dt.date) -> dt.date:
-    return SNAPSHOT_MONTHS[SNAPSHOT_MONTHS.index(month) + 1]
+    return month_date(month_index(month) + 1)
 
 
 def cutoff_instant(cutoff: dt.date) -> dt.datetime:
@@ -165,8 +165,8 @@ def candidate_labels(snapshots: pl.DataFrame, transactions: pl.DataFrame, cutoff
 
 
 def _churn_history(snapshots: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
-    i = SNAPSHOT_MONTHS.index(cutoff)
-    months = list(SNAPSHOT_MONTHS[max(0, i - 5): i + 1])
+    i = month_index(cutoff)
+    months = [month_date(j) for j in range(max(0, i - 5), i + 1)]
     return (
         snapshots.filter(pl.col("fecha_dato").is_in(months))
         .group_by("ncodpers")

@@ -22,6 +22,7 @@ from finai_assets.lib.schema import (
     SNAPSHOT_COLUMNS,
     SNAPSHOT_MONTHS,
     PRODUCT_COLUMNS,
+    month_date,
 )
 from finai_assets.lib.simulate import EVENTS, LATENTS, World, simulate
 
@@ -244,3 +245,22 @@ SAMPLE_DESCRIPTION = (
     "seed {seed}; raw Santander schema with dirt"
 )
 SAMPLE_CUTOFF = dt.date(2016, 4, 28)
+
+
+def demo_production_month(k: int, n_customers: int = 20_000, seed: int = 2016,
+                          amount_scale: float = 1.0) -> tuple[dt.date, pl.DataFrame, pl.DataFrame]:
+    """The k-th month (k >= 1) after the embedded sample's history, for the same customers: its
+    snapshot date and the raw snapshot and transaction frames (all strings, dirt included) of that
+    month alone. The panel continues from the sample's own 17 months (which this leaves exactly as
+    `embedded_sample` draws them). `amount_scale` multiplies the month's amounts (a drifted demo)."""
+    if k < 1:
+        raise ValueError(f"demo production months start after the history: k must be >= 1, got {k}")
+    if not amount_scale > 0:
+        raise ValueError(f"amount_scale must be > 0, got {amount_scale}")
+    months = len(SNAPSHOT_MONTHS) + k
+    sim = simulate(sample_profiles(n_customers, seed), sample_world(), seed, months=months)
+    date = month_date(months - 1)
+    snapshots = sim.snapshots.filter(pl.col("fecha_dato") == date)
+    after = dt.datetime.combine(month_date(months - 2) + dt.timedelta(days=1), dt.time())  # the month's window starts here
+    transactions = sim.transactions.filter(pl.col("ts") >= after).with_columns((pl.col("amount") * amount_scale).round(2))
+    return date, render_raw_snapshots(snapshots, seed + 1 + 10 * k), render_raw_transactions(transactions, seed + 2 + 10 * k)

@@ -49,9 +49,17 @@ TRANSACTION_OPTIONAL_COLUMNS: tuple[str, ...] = ("hour",)
 # The Kaggle "Customer Transaction Prediction" shape that gets confused with ours.
 WRONG_DATASET_MARKERS: tuple[str, ...] = ("ID_code", "target", "var_0")
 
-SNAPSHOT_MONTHS: tuple[dt.date, ...] = tuple(
-    dt.date(2015 + (m // 12), m % 12 + 1, 28) for m in range(17)
-)
+def month_date(index: int) -> dt.date:
+    """The snapshot date (the 28th) `index` months after 2015-01-28; production months continue it."""
+    return dt.date(2015 + index // 12, index % 12 + 1, 28)
+
+
+def month_index(date: dt.date) -> int:
+    """Months since 2015-01 (the inverse of `month_date` for any day of the month)."""
+    return (date.year - 2015) * 12 + date.month - 1
+
+
+SNAPSHOT_MONTHS: tuple[dt.date, ...] = tuple(month_date(m) for m in range(17))
 DEFAULT_CUTOFF: dt.date = dt.date(2016, 4, 28)
 
 SEGMENTS: tuple[str, ...] = ("01 - TOP", "02 - PARTICULARES", "03 - UNIVERSITARIO")

@@ -34,6 +34,7 @@ from finai_assets.lib.schema import (
     SEGMENTS,
     SNAPSHOT_COLUMNS,
     SNAPSHOT_MONTHS,
+    month_date,
 )
 
 LATENTS: tuple[str, ...] = ("wealth", "activity", "risk", "digital", "loyalty")
@@ -282,8 +283,10 @@ def _post_cutoff_events(panel, profiles, txn_count, rng):
     return events, truth
 
 
-def simulate(profiles: pl.DataFrame, world: World, seed: int) -> Simulation:
+def simulate(profiles: pl.DataFrame, world: World, seed: int, months: int = N_MONTHS) -> Simulation:
     """Roll the panel through 17 months; return raw snapshots, transactions and ground truth.
+    `months` > 17 continues the panel organically after the label month (the demo production
+    months); the first 17 months are the same whatever `months` is.
 
     `profiles` holds one row per customer: `ncodpers`, `first_month`, `persona`, the five
     latents, and the raw demographic columns (`sexo`, `age`, `renta`, `segmento`,
@@ -298,8 +301,10 @@ def simulate(profiles: pl.DataFrame, world: World, seed: int) -> Simulation:
     truth: dict[str, np.ndarray] = {}
     pre_cutoff_txn = np.zeros(panel.n, dtype=np.int64)
     shift = np.zeros(panel.n, dtype=bool)
-    for month in range(N_MONTHS):
-        if month > 0 and month <= c:
+    if months < N_MONTHS:
+        raise ValueError(f"simulate needs at least the {N_MONTHS} history months, got months={months}")
+    for month in range(months):
+        if (month > 0 and month <= c) or month > c + 1:
             panel.organic_month(rng)
         elif month == c + 1:
             events, truth = _post_cutoff_events(panel, profiles, pre_cutoff_txn, rng)
@@ -349,7 +354,7 @@ def _apply_post_cutoff(panel: _Panel, events: dict[str, np.ndarray], rng) -> Non
 
 def _snapshot_frame(panel: _Panel, profiles: pl.DataFrame, month: int) -> pl.DataFrame:
     rows = np.flatnonzero(panel.present)
-    date = SNAPSHOT_MONTHS[month]
+    date = month_date(month)
     p = profiles[rows]
     months_in = month - panel.first_month[rows]
     antig = p["antiguedad"].to_numpy()
@@ -399,8 +404,8 @@ def _transactions_for_month(panel: _Panel, month: int, shift: np.ndarray, rng) -
     lam = panel.txn_lambda * panel.present
     counts = rng.poisson(lam)
     row = np.repeat(np.arange(panel.n), counts)
-    end = SNAPSHOT_MONTHS[month]
-    start = SNAPSHOT_MONTHS[month - 1] if month > 0 else end - dt.timedelta(days=31)
+    end = month_date(month)
+    start = month_date(month - 1) if month > 0 else end - dt.timedelta(days=31)
     span_s = (end - start).days * 86400
     hour = _sample_rows(w.hour_probs, panel.persona[row], rng)
     day = rng.integers(0, span_s // 86400, row.size)

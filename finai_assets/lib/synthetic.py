@@ -183,8 +183,7 @@ def _stable_floats(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _transition_stats(snap: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """Entry prevalence per persona, monthly acquisition / segment / exit / activity rates."""
-    month = {m: i for i, m in enumerate(SNAPSHOT_MONTHS)}
-    s = snap.with_columns(pl.col("fecha_dato").replace_strict(month, return_dtype=pl.Int32).alias("m")).sort("ncodpers", "m")
+    s = snap.with_columns(((pl.col("fecha_dato").dt.year() - 2015) * 12 + pl.col("fecha_dato").dt.month() - 1).cast(pl.Int32).alias("m")).sort("ncodpers", "m")
     first = s.group_by("ncodpers").agg(pl.all().first())
     prevalence = (
         first.group_by("persona").agg(((pl.col(c).fill_null(0).sum() + 0.5) / (pl.len() + 1)).alias(c) for c in PRODUCT_COLUMNS)
