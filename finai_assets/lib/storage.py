@@ -1,6 +1,6 @@
 """The parquet warehouse: atomic writes, content hashes, and read-only DuckDB views.
 
-Layout: `<root>/<asset>/[dataset=<partition>/]<table>.parquet` plus a `_manifest.json` beside
+Layout: `<root>/<asset>/[dataset=<version>/ | month=<YYYY-MM-DD>/]<table>.parquet` plus a `_manifest.json` beside
 the tables (content hash, row counts). A write goes to temporary files first and is renamed
 into place only when every table is complete, so a crash or a rejected input never destroys
 the last good materialization. `data/warehouse.duckdb` holds only views over these files.
@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import polars as pl
 
 MANIFEST = "_manifest.json"
 DEFAULT_TABLE = "data"
+MONTH_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # a monthly partition key; anything else is a dataset version
+PARTITION_DIRS = ("dataset=", "month=")
 
 
 def content_hash(tables: dict[str, pl.DataFrame] | pl.DataFrame) -> str:
@@ -95,7 +98,9 @@ class Warehouse:
 
     def location(self, asset: str, partition: str | None) -> Path:
         base = self.root / asset
-        return base / f"dataset={partition}" if partition else base
+        if not partition:
+            return base
+        return base / (f"month={partition}" if MONTH_KEY.match(partition) else f"dataset={partition}")
 
     def write(self, asset: str, partition: str | None, tables: dict[str, pl.DataFrame] | pl.DataFrame) -> dict:
         """Write every table atomically; return the manifest (content hash, rows, files)."""
@@ -125,6 +130,13 @@ class Warehouse:
         tables = {n: pl.read_parquet(where / f"{n}.parquet") for n in manifest["tables"]}
         return tables[DEFAULT_TABLE] if list(tables) == [DEFAULT_TABLE] else tables
 
+    def scan(self, asset: str, partition: str | None, table: str = DEFAULT_TABLE) -> pl.LazyFrame:
+        """One stored table, lazily (read only the columns and rows a reader needs)."""
+        tables = self.manifest(asset, partition)["tables"]
+        if table not in tables:
+            raise KeyError(f"{asset}[{partition}] has no table {table!r}; it has {sorted(tables)}")
+        return pl.scan_parquet(self.location(asset, partition) / f"{table}.parquet")
+
     def manifest(self, asset: str, partition: str | None) -> dict:
         path = self.location(asset, partition) / MANIFEST
         if not path.exists():
@@ -142,7 +154,7 @@ class Warehouse:
             try:
                 for asset_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
                     names = sorted({f.stem for f in asset_dir.rglob("*.parquet")})
-                    partitioned = any(p.name.startswith("dataset=") for p in asset_dir.iterdir())
+                    partitioned = any(p.name.startswith(PARTITION_DIRS) for p in asset_dir.iterdir())
                     for name in names:
                         view = asset_dir.name if name == DEFAULT_TABLE else f"{asset_dir.name}__{name}"
                         pattern = str(asset_dir / ("*" if partitioned else "") / f"{name}.parquet").replace("'", "''")
