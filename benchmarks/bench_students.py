@@ -394,14 +394,7 @@ def _fairness_inputs(workdir: Path):
     scores = {"student": pl.read_parquet(workdir / "pred_student.parquet").select(columns),
               "teacher": pl.read_parquet(workdir / "pred_teacher.parquet").select(columns)}
     t = time.perf_counter()
-    train_ids = labels.filter(pl.col("split") == "train").select("ncodpers")
-    edges = fair.fit_income_edges(snapshot.join(train_ids, on="ncodpers")["renta"])
-    groups = fair.protected_groups(snapshot, edges)
-    test = labels.filter(pl.col("split") == "test").select("ncodpers", *[s.name for s in specs])
-    test_groups = test.select("ncodpers").join(groups, on="ncodpers", how="left")
-    if test_groups.select(pl.exclude("ncodpers").is_null().any()).row(0).count(True):
-        raise ValueError("test customers without a snapshot at the cutoff: protected.parquet and tasks.parquet are from different builds")
-    fair.validate_groups(test_groups)
+    test, test_groups, edges = fair.test_split_groups(snapshot, labels, [s.name for s in specs])
     prep_s = time.perf_counter() - t
     return specs, test, test_groups, scores, edges, prep_s
 

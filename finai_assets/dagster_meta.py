@@ -31,9 +31,7 @@ def table_metadata(frame: pl.DataFrame, prefix: str = "") -> dict:
 
 def input_hashes(warehouse: Warehouse, inputs: dict[str, str | None]) -> dg.MetadataValue:
     """The stored content hash of every input (asset -> partition or None)."""
-    return dg.MetadataValue.json(
-        {f"{a}[{p}]" if p else a: warehouse.manifest(a, p)["content_hash"] for a, p in inputs.items()}
-    )
+    return dg.MetadataValue.json(hashes(warehouse, inputs))
 
 
 def outcome_check(name: str, asset: str, outcome, thresholds: dict | None = None) -> dg.AssetCheckResult:
@@ -45,3 +43,16 @@ def outcome_check(name: str, asset: str, outcome, thresholds: dict | None = None
         check_name=name, asset_key=asset, passed=bool(outcome.passed),
         severity=dg.AssetCheckSeverity.ERROR, metadata=meta,
     )
+
+
+def hashes(warehouse: Warehouse, inputs: dict[str, str | None]) -> dict[str, str]:
+    """The stored content hash of every input, as a plain dict (for the audit log)."""
+    return {f"{a}[{p}]" if p else a: warehouse.manifest(a, p)["content_hash"] for a, p in inputs.items()}
+
+
+def audited(audit_log, event: str, asset: str, partition: str | None, run_id: str, inputs: dict[str, str],
+            output_hash: str | None, details: dict | None = None) -> dict:
+    """Append one governed event to the audit log (fail closed: an error propagates and fails the
+    step) and return the metadata that mirrors it: the seq and head hash it wrote."""
+    entry = audit_log.log().append(event, asset, partition, run_id, inputs, output_hash, details or {})
+    return {"audit_seq": entry.seq, "audit_head": entry.entry_hash, "audit_event": event}

@@ -8,6 +8,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from finai_assets.lib.inbox import Folders
+from finai_assets.lib.registry import ModelRegistry
 from finai_assets.lib.storage import Warehouse
 
 RAW_SNAPSHOT_STEM = "train_ver2"
@@ -41,6 +43,11 @@ class DataPaths(dg.ConfigurableResource):
     @property
     def artifacts(self) -> Path:
         return self.root / "artifacts"
+
+    @property
+    def production(self) -> Folders:
+        """`production/incoming/` (the drop folder), `accepted/`, `quarantine/`, `ledger.jsonl`."""
+        return Folders(self.root / "production")
 
     def _find(self, explicit: str | None, stem: str) -> Path | None:
         if explicit:
@@ -86,7 +93,39 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             }
         )
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame | dict[str, pl.DataFrame]:
+    def load_input(self, context: dg.InputContext):
+        """The stored tables; an input declared with metadata `{"by_partition": True}` (a window
+        of monthly partitions) gets {partition key: tables} for every partition the mapping names."""
         asset = context.asset_key.path[-1]
+        if (context.definition_metadata or {}).get("by_partition"):
+            return {key: self._warehouse().read(asset, key) for key in context.asset_partition_keys}
         partition = context.asset_partition_key if context.has_asset_partitions else None
         return self._warehouse().read(asset, partition)
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The model registry (champion pointer, candidates, content-addressed artifacts) under
+    `<data_dir>/governance/registry/`, append-only under a file lock."""
+
+    data_dir: str = "data"
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(Path(self.data_dir) / "governance" / "registry")
+
+
+class AuditLogResource(dg.ConfigurableResource):
+    """The audit log: its own DuckDB file `<data_dir>/governance/audit_log.duckdb`, HMAC chained.
+    The key comes from FINAI_AUDIT_KEY; with FINAI_PROFILE=production a missing or default key is
+    refused when the log is opened."""
+
+    data_dir: str = "data"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.data_dir) / "governance" / "audit_log.duckdb"
+
+    def log(self):
+        from finai_assets.lib.audit import AuditLog, audit_key
+
+        return AuditLog(self.path, audit_key())

@@ -29,6 +29,36 @@ def test_asset_edges_groups_and_partitions_match_the_spec():
     assert actual == SPEC_EDGES
     partitions = graph.get(dg.AssetKey("synthetic_customers")).partitions_def.get_partition_keys()
     assert partitions == ["v2", "v3", "v4"]
+    months = graph.get(dg.AssetKey("production_scores")).partitions_def
+    assert isinstance(months, dg.MonthlyPartitionsDefinition) and months.get_first_partition_key() == "2016-06-01"
+
+
+def test_every_consumer_of_the_feature_table_depends_on_the_leakage_report():
+    graph = defs().resolve_asset_graph()
+    consumers = [k for k in graph.materializable_asset_keys if dg.AssetKey("feature_table") in graph.get(k).parent_keys]
+    assert len(consumers) >= 5
+    for key in consumers:
+        if key != dg.AssetKey("leakage_report"):
+            assert dg.AssetKey("leakage_report") in graph.get(key).parent_keys, key
+
+
+def test_production_windows_use_offset_mappings():
+    d = defs()
+    scores = d.resolve_assets_def("production_scores")
+    window = scores.get_partition_mapping(dg.AssetKey("production_snapshots"))
+    assert isinstance(window, dg.TimeWindowPartitionMapping) and (window.start_offset, window.end_offset) == (-6, 0)
+    assert window.allow_nonexistent_upstream_partitions
+    outcome = d.resolve_assets_def("production_outcomes").get_partition_mapping(dg.AssetKey("production_snapshots"))
+    assert (outcome.start_offset, outcome.end_offset) == (1, 1)
+
+
+def test_sensors_and_automation_run_by_default():
+    d = defs()
+    for name in ("production_drop_sensor", "retrain_on_drift_sensor", "finai_automation"):
+        assert d.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING, name
+    graph = d.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("production_snapshots")).automation_condition is None  # only the drop sensor requests it
+    assert graph.get(dg.AssetKey("santander_raw")).automation_condition is None  # SPEC 3: no automation condition
 
 
 def test_synthetic_checks_are_inline_and_blocking():

@@ -12,7 +12,7 @@ import pytest
 from finai_assets.lib import distillation as dl
 from finai_assets.lib import teacher as tl
 from finai_assets.lib.storage import file_sha256
-from finai_assets_tests.conftest import ALL_DATASET_ASSETS, declared_checks, resources_for
+from finai_assets_tests.conftest import ALL_DATASET_ASSETS, declared_checks, materialization_metadata, resources_for
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,6 @@ def v4(students_build):
             "fidelity": wh.read("fidelity_report", "v4"), "evaluation": wh.read("teacher_evaluation", "v4"),
             "labels": wh.read("task_labels", "v4"), "features": wh.read("feature_table", "v4"),
             "splits": wh.read("split_assignments", "v4"), "data_dir": students_build.data_dir}
-
-
-def _meta(result, asset):
-    (mat,) = result.asset_materializations_for_node(asset)
-    return mat.metadata
 
 
 def test_every_task_gets_the_student_its_routing_decided(v4):

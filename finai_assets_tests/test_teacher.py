@@ -13,7 +13,7 @@ import pytest
 from finai_assets.defs import teacher as teacher_defs
 from finai_assets.lib import leakage
 from finai_assets.lib.ple.experts import EXPERTS
-from finai_assets_tests.conftest import ALL_DATASET_ASSETS, TEST_TEACHER_CONFIG, declared_checks, resources_for
+from finai_assets_tests.conftest import ALL_DATASET_ASSETS, TEST_TEACHER_CONFIG, declared_checks, materialization_metadata, resources_for
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,6 @@ def v4(teacher_build):
     wh = teacher_build.warehouse
     return {"result": teacher_build.results["teacher_v4"], "evaluation": wh.read("teacher_evaluation", "v4"),
             "teacher": wh.read("ple_teacher", "v4"), "oracle": wh.read("oracle_report", "v4"), "data_dir": teacher_build.data_dir}
-
-
-def _meta(result, asset):
-    (mat,) = result.asset_materializations_for_node(asset)
-    return mat.metadata
 
 
 def test_the_teacher_beats_chance_by_3_se_and_reaches_60_percent_of_the_oracle_lift(v4):
@@ -63,7 +58,7 @@ def test_the_evaluation_sets_every_task_beside_both_baselines_and_the_oracle(v4)
 
 
 def test_teacher_metadata_holds_the_card_the_gate_heatmap_and_the_checkpoint_hash(v4):
-    meta = _meta(v4["result"], "ple_teacher")
+    meta = materialization_metadata(v4["result"], "ple_teacher")
     sha = v4["teacher"]["manifest"]["sha256"][0]
     assert meta["checkpoint_sha256"].value == sha and len(sha) == 64
     assert "data:image/png;base64," in meta["gate_weights"].value and "data:image/png;base64," in meta["training_curves"].value

@@ -69,14 +69,7 @@ def fairness_report(
     labels = _labels(task_labels, split_assignments)
     snapshot = (paths.warehouse.scan("synthetic_customers", context.partition_key, "snapshots")
                 .filter(pl.col("fecha_dato") == DEFAULT_CUTOFF).select(fair.SNAPSHOT_COLUMNS).collect())
-    train_ids = labels.filter(pl.col("split") == "train").select("ncodpers")
-    edges = fair.fit_income_edges(snapshot.join(train_ids, on="ncodpers")["renta"])
-    groups = fair.protected_groups(snapshot, edges)
-    test = labels.filter(pl.col("split") == "test").select("ncodpers", *[s.name for s in specs])
-    test_groups = test.select("ncodpers").join(groups, on="ncodpers", how="left")
-    if test_groups.select(pl.exclude("ncodpers").is_null().any()).row(0).count(True):
-        raise ValueError("test customers without a snapshot at the cutoff; rematerialize task_labels and synthetic_customers together")
-    fair.validate_groups(test_groups)
+    test, test_groups, edges = fair.test_split_groups(snapshot, labels, [s.name for s in specs])
     columns = ["ncodpers", *[f"p_{s.name}" for s in specs]]
     scores = {"student": distilled_students["predictions"].select(columns), "teacher": teacher_predictions.select(columns)}
     tables = fair.fairness_report(test_groups, test, scores, cfg)

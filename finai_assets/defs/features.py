@@ -5,6 +5,7 @@ import dataclasses
 import dagster as dg
 import polars as pl
 
+from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import features as feat
@@ -27,7 +28,8 @@ class FeatureSettings(dg.Config):
         return feat.FeatureConfig(sequence_length=self.sequence_length, excluded_protected=excluded, seed=self.seed)
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "sklearn"}, code_version="1")
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "sklearn"}, code_version="1",
+          automation_condition=CHAIN_AUTOMATION)
 def feature_pipeline(
     context: dg.AssetExecutionContext, config: FeatureSettings, synthetic_customers: dict,
     split_assignments: pl.DataFrame, paths: DataPaths,
@@ -53,7 +55,8 @@ def feature_pipeline(
     )
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars"}, code_version="1")
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars"}, code_version="1",
+          automation_condition=CHAIN_AUTOMATION)
 def feature_table(
     context: dg.AssetExecutionContext, synthetic_customers: dict, feature_pipeline: dict, paths: DataPaths,
 ) -> dg.MaterializeResult:

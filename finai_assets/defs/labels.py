@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import labels as lab
@@ -29,6 +30,7 @@ def _registry_table() -> pl.DataFrame:
     group_name="labels",
     kinds={"polars"},
     code_version="1",
+    automation_condition=CHAIN_AUTOMATION,
     check_specs=[dg.AssetCheckSpec("label_contract", asset="candidate_labels", blocking=True)],
 )
 def candidate_labels(
@@ -80,6 +82,7 @@ class SplitConfig(dg.Config):
     group_name="features",
     kinds={"polars"},
     code_version="1",
+    automation_condition=CHAIN_AUTOMATION,
     deps=["synthetic_customers"],
     check_specs=[dg.AssetCheckSpec("stratified", asset="split_assignments", blocking=True)],
 )
@@ -120,6 +123,7 @@ def split_assignments(
     group_name="labels",
     kinds={"polars", "sklearn"},
     code_version="1",
+    automation_condition=CHAIN_AUTOMATION,
     check_specs=[dg.AssetCheckSpec("decisions_match_registry", asset="task_labels", blocking=False)],
 )
 def task_labels(

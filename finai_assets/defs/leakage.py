@@ -5,6 +5,7 @@ import dataclasses
 import dagster as dg
 import polars as pl
 
+from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.dagster_meta import input_hashes, markdown_table
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import leakage
@@ -18,7 +19,8 @@ def _tasks_with_split(task_labels: dict, split_assignments: pl.DataFrame) -> pl.
     return task_labels["labels"].drop("split").join(split_assignments.select("ncodpers", "split"), on="ncodpers")
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "scipy"}, code_version="1")
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "scipy"}, code_version="1",
+          automation_condition=CHAIN_AUTOMATION)
 def oracle_report(
     context: dg.AssetExecutionContext, synthetic_ground_truth: pl.DataFrame, task_labels: dict,
     split_assignments: pl.DataFrame, paths: DataPaths,
@@ -52,6 +54,7 @@ class LeakageConfig(dg.Config):
     group_name="features",
     kinds={"polars", "lightgbm"},
     code_version="1",
+    automation_condition=CHAIN_AUTOMATION,
     check_specs=[dg.AssetCheckSpec(name, asset="leakage_report", blocking=True) for name in LEAKAGE_CHECKS],
 )
 def leakage_report(

@@ -1,9 +1,12 @@
 """Raw stage: the Santander snapshots, card transactions and one profile row per customer."""
 
 import contextlib
+import dataclasses
 
 import dagster as dg
+import polars as pl
 
+from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.lib import raw as rawlib
 from finai_assets.lib.profiles import customer_profiles as build_profiles
@@ -60,21 +63,31 @@ def _result(load: rawlib.RawLoad, name: str, source: dict, config: RawConfig) ->
     )
 
 
-@dg.asset(group_name="raw", kinds={"polars", "pandera"}, code_version="1")
+@dg.asset(group_name="raw", kinds={"polars", "pandera"}, code_version="1",
+          deps=[dg.AssetDep("production_snapshots", partition_mapping=dg.AllPartitionMapping())])
 def santander_raw(config: RawConfig, paths: DataPaths) -> dg.MaterializeResult:
     """Monthly Santander Product Recommendation snapshots (train_ver2 schema, 48 columns),
     normalised (padded numbers, NA tokens, sentinels -> null + flag), with quarantined rows and
     their reasons kept beside them. Reads `data/raw/train_ver2.{csv,csv.gz,parquet}` when present,
-    else the deterministic embedded sample. A wrong, truncated or too dirty file fails the run and
+    else the deterministic embedded sample; then appends every production month accepted so far
+    (the newest accepted drop of each month, as `production_snapshots` stored it), replacing any
+    rows the file holds for that month. A wrong, truncated or too dirty file fails the run and
     leaves the previous materialization untouched."""
     with _source(paths, config, "snapshots") as (strings, source):
         load = rawlib.normalise_snapshots(strings, config.max_quarantine_share)
+    accepted = paths.production.ledger.accepted()
+    appended = {m: paths.warehouse.read("production_snapshots", m)["snapshots"] for m in sorted(accepted)}
+    dates = [frame["fecha_dato"][0] for frame in appended.values()]
+    table = pl.concat([load.table.filter(~pl.col("fecha_dato").is_in(dates)), *[f.select(load.table.columns) for f in appended.values()]],
+                      how="vertical_relaxed") if appended else load.table
+    load = dataclasses.replace(load, table=table)
     result = _result(load, "snapshots", source, config)
     months = load.table.group_by("fecha_dato").len().sort("fecha_dato")
     return dg.MaterializeResult(
         value=result.value,
         data_version=result.data_version,
-        metadata={**result.metadata, "customers": load.table["ncodpers"].n_unique(), "rows_per_month": markdown_table(months, 20)},
+        metadata={**result.metadata, "customers": load.table["ncodpers"].n_unique(), "rows_per_month": markdown_table(months, 20),
+                  "appended_production_months": dg.MetadataValue.json({m: accepted[m]["key"][:16] for m in sorted(accepted)})},
     )
 
 
@@ -92,7 +105,7 @@ def card_transactions_raw(config: RawConfig, paths: DataPaths) -> dg.Materialize
     return _result(load, "transactions", {"availability": "available", **source}, config)
 
 
-@dg.asset(group_name="raw", kinds={"duckdb", "polars"}, code_version="1")
+@dg.asset(group_name="raw", kinds={"duckdb", "polars"}, code_version="1", automation_condition=CHAIN_AUTOMATION)
 def customer_profiles(santander_raw: dict, card_transactions_raw: dict, paths: DataPaths) -> dg.MaterializeResult:
     """One row per customer: demographics at first observation, panel span, product count, and
     transaction rate / amount level / MCC breadth (null when transactions are unavailable)."""

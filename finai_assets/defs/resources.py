@@ -1,8 +1,9 @@
-"""Binds the data directory and the parquet warehouse IO manager (`FINAI_DATA_DIR`, default ./data)."""
+"""Binds the data directory, the parquet warehouse IO manager, the model registry and the audit
+log (all under `FINAI_DATA_DIR`, default ./data)."""
 
 import dagster as dg
 
-from finai_assets.resources import DataPaths, WarehouseIOManager, default_data_dir
+from finai_assets.resources import AuditLogResource, DataPaths, ModelRegistryResource, WarehouseIOManager, default_data_dir
 
 
 @dg.definitions
@@ -12,6 +13,8 @@ def resources() -> dg.Definitions:
         resources={
             "paths": DataPaths(data_dir=data_dir),
             "io_manager": WarehouseIOManager(data_dir=data_dir),
+            "model_registry": ModelRegistryResource(data_dir=data_dir),
+            "audit_log": AuditLogResource(data_dir=data_dir),
         },
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
     )

@@ -5,6 +5,7 @@ import dataclasses
 import dagster as dg
 import polars as pl
 
+from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.dagster_meta import input_hashes, markdown_table, outcome_check, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import synthetic as synth
@@ -35,7 +36,7 @@ class SyntheticConfig(dg.Config):
     min_protected_group_customers: int = checks.SyntheticThresholds().min_group_customers
 
 
-@dg.asset(group_name="synthetic", kinds={"sdv", "sklearn"}, code_version="1")
+@dg.asset(group_name="synthetic", kinds={"sdv", "sklearn"}, code_version="1", automation_condition=CHAIN_AUTOMATION)
 def synthetic_calibration(
     config: CalibrationConfig, customer_profiles: pl.DataFrame, santander_raw: dict, card_transactions_raw: dict, paths: DataPaths
 ) -> dg.MaterializeResult:
@@ -67,14 +68,14 @@ def synthetic_calibration(
 @dg.multi_asset(
     outs={
         "synthetic_customers": dg.AssetOut(
-            group_name="synthetic", kinds={"polars", "numpy"}, code_version="1",
+            group_name="synthetic", kinds={"polars", "numpy"}, code_version="1", automation_condition=CHAIN_AUTOMATION,
             description="Synthetic customers of one version in the raw schemas: 17 monthly snapshots and card "
             "transactions, generated profile (SDV) -> persona -> five latents -> months, with post-cutoff "
             "events from the variance-budget logit. Checks: schema, SDMetrics quality, privacy (DCR), "
             "self-replication, recipe promises.",
         ),
         "synthetic_ground_truth": dg.AssetOut(
-            group_name="synthetic", kinds={"polars"}, code_version="1",
+            group_name="synthetic", kinds={"polars"}, code_version="1", automation_condition=CHAIN_AUTOMATION,
             description="The same generator run's hidden truth: persona, five latents, each post-cutoff event's "
             "true logit / probability and flip indicator. Evaluation only: never an input to features or labels.",
         ),

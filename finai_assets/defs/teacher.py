@@ -7,6 +7,7 @@ from typing import Optional
 import dagster as dg
 import polars as pl
 
+from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import plots
@@ -15,9 +16,6 @@ from finai_assets.lib.ple.config import PLEConfig, TrainConfig, torch_threads
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
 
-# Rebuilt when an upstream changes, and never past a failed blocking check of a dependency (the
-# leakage report's five checks gate training here, under automation as in a run).
-TRAINING_AUTOMATION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 CONCURRENT_RUNS = 2  # .dagster/dagster.yaml: torch threads = cores // concurrent runs
 
 
@@ -64,7 +62,7 @@ def _history_table(result) -> pl.DataFrame:
 
 @dg.asset(
     partitions_def=dataset_partitions, group_name="teacher", kinds={"pytorch"}, code_version="1", pool="heavy",
-    deps=["leakage_report"], automation_condition=TRAINING_AUTOMATION,
+    deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
 )
 def ple_teacher(
     context: dg.AssetExecutionContext, config: TeacherConfig, feature_table: dict, task_labels: dict,
@@ -118,7 +116,7 @@ def ple_teacher(
 
 @dg.asset(
     partitions_def=dataset_partitions, group_name="teacher", kinds={"lightgbm", "pytorch"}, code_version="1", pool="heavy",
-    deps=["leakage_report"], automation_condition=TRAINING_AUTOMATION,
+    deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
 )
 def baseline_models(
     context: dg.AssetExecutionContext, config: TeacherConfig, feature_table: dict, task_labels: dict,
@@ -161,7 +159,7 @@ def baseline_models(
 
 
 @dg.asset(partitions_def=dataset_partitions, group_name="teacher", kinds={"pytorch"}, code_version="1",
-          deps=["leakage_report"], automation_condition=TRAINING_AUTOMATION)
+          deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION)
 def teacher_predictions(
     context: dg.AssetExecutionContext, ple_teacher: dict, feature_table: dict, paths: DataPaths,
 ) -> dg.MaterializeResult:
@@ -189,7 +187,7 @@ def teacher_predictions(
     partitions_def=dataset_partitions, group_name="teacher", kinds={"polars"}, code_version="1",
     check_specs=[dg.AssetCheckSpec("teacher_sanity", asset="teacher_evaluation", blocking=True,
                                    description="no NaN metric; every task's upper confidence bound above chance, except tasks routed to a rule")],
-    automation_condition=TRAINING_AUTOMATION,
+    automation_condition=CHAIN_AUTOMATION,
 )
 def teacher_evaluation(
     context: dg.AssetExecutionContext, teacher_predictions: pl.DataFrame, baseline_models: dict,

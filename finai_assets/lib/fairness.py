@@ -190,6 +190,23 @@ def validate_groups(groups: pl.DataFrame, declared: dict[str, tuple[str, ...]] =
 # ------------------------------------------------------------------ decisions and the bootstrap
 
 
+
+def test_split_groups(snapshot_at_cutoff: pl.DataFrame, labels: pl.DataFrame, tasks: list[str]
+                      ) -> tuple[pl.DataFrame, pl.DataFrame, list[float]]:
+    """(test labels, test customers' protected groups, income edges): the edges fitted on the train
+    customers of `labels` (ncodpers, split, tasks...), groups validated against the declared ones."""
+    train_ids = labels.filter(pl.col("split") == "train").select("ncodpers")
+    edges = fit_income_edges(snapshot_at_cutoff.join(train_ids, on="ncodpers")["renta"])
+    groups = protected_groups(snapshot_at_cutoff, edges)
+    test = labels.filter(pl.col("split") == "test").select("ncodpers", *tasks)
+    test_groups = test.select("ncodpers").join(groups, on="ncodpers", how="left")
+    if test_groups.select(pl.exclude("ncodpers").is_null().any()).row(0).count(True):
+        raise ValueError("test customers without a snapshot at the cutoff: the labels and the snapshots come from different "
+                         "builds; rematerialize task_labels and synthetic_customers together")
+    validate_groups(test_groups)
+    return test, test_groups, edges
+
+
 def top_k_selection(scores: np.ndarray, ncodpers: np.ndarray, percent: float) -> np.ndarray:
     """Boolean mask of the ceil(percent % x n) highest scores; ties go to the lower ncodpers."""
     n_selected = math.ceil(percent * scores.size / 100 - 1e-9)

@@ -130,3 +130,21 @@ def fairness_figure(groups_table: pl.DataFrame, task: str, title: str, operating
     axes[0][0].legend(fontsize=7, title="* hatched: below minimum size", title_fontsize=6)
     fig.suptitle(f"{title} ({task}, {operating_point})")
     return png_markdown(fig, title)
+
+
+def drift_figure(table: pl.DataFrame, warn: float, breach: float, title: str, top: int = 25) -> str:
+    """The `top` largest PSI values (features and predictions) against the warn and breach lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    worst = table.sort("psi", descending=True, nulls_last=True).head(top).reverse()
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * worst.height)))
+    colours = ["tab:red" if p >= breach else "tab:orange" if p >= warn else "tab:green" for p in worst["psi"].to_list()]
+    ax.barh([f"{c} ({k[0]})" for c, k in zip(worst["column"].to_list(), worst["kind"].to_list())], worst["psi"].to_list(), color=colours)
+    ax.axvline(warn, color="tab:orange", linestyle="--", label=f"warn {warn}")
+    ax.axvline(breach, color="tab:red", linestyle="--", label=f"breach {breach}")
+    ax.set(title=title, xlabel="PSI vs the champion's training features")
+    ax.legend(fontsize=7)
+    return png_markdown(fig, title)

@@ -1,0 +1,213 @@
+"""Governance stage: the promotion decision of a candidate build, and the champion it exposes."""
+
+import dagster as dg
+import polars as pl
+
+from finai_assets.dagster_meta import audited, hashes, markdown_table
+from finai_assets.defs.automation import CHAIN_AUTOMATION
+from finai_assets.defs.fairness import FAIRNESS_BLOCKING
+from finai_assets.defs.partitions import dataset_partitions
+from finai_assets.defs.teacher import _labels
+from finai_assets.lib import distillation as dl
+from finai_assets.lib import fairness as fair
+from finai_assets.lib import features as feat
+from finai_assets.lib import production as prod
+from finai_assets.lib import promotion as promo
+from finai_assets.lib import teacher as tl
+from finai_assets.lib.schema import DEFAULT_CUTOFF
+from finai_assets.lib.storage import content_hash
+from finai_assets.resources import AuditLogResource, DataPaths, ModelRegistryResource
+
+GOVERNED_ASSETS = ("production_snapshots", "production_scores", "promotion_decision", "champion_model")
+
+
+class PromotionSettings(dg.Config):
+    """Launchpad config of the promotion decision (SPEC 3.8 and 5). Only `dataset` is ever
+    considered for promotion; auto-promote is off: a challenger that passes every rule is
+    `eligible` until a run with force_promote (or auto_promote) makes it the champion."""
+
+    dataset: str = "v4"
+    force_promote: bool = False
+    auto_promote: bool = False
+    min_relative_gain: float = promo.PromotionConfig.min_relative_gain
+    max_secondary_degradation: float = promo.PromotionConfig.max_secondary_degradation
+    alpha: float = promo.PromotionConfig.alpha
+    resamples: int = promo.PromotionConfig.resamples
+    seed: int = promo.PromotionConfig.seed
+
+    def lib_config(self) -> promo.PromotionConfig:
+        return promo.PromotionConfig(**self.model_dump(exclude={"dataset"}))
+
+
+def _decision_table(partition: str, decision: str, promoted: bool, rung: str, reason: str, candidate: str | None,
+                    champion_before: str | None, champion_after: str | None) -> pl.DataFrame:
+    return pl.DataFrame([{"dataset": partition, "decision": decision, "promoted": promoted, "rung": rung, "reason": reason,
+                          "candidate": candidate, "champion_before": champion_before, "champion_after": champion_after}])
+
+
+def _champion_scores(paths: DataPaths, champion: prod.Champion, partition: str, test_ids, specs) -> dict:
+    """The archived champion's predictions of the candidate's test customers: its own fitted
+    pipeline on the candidate's raw-schema data, then its own students."""
+    synthetic = paths.warehouse.read("synthetic_customers", partition)
+    features = feat.transform(synthetic["snapshots"], synthetic["transactions"], champion.pipeline)
+    features = pl.DataFrame({"ncodpers": test_ids}).join(features, on="ncodpers", how="left", maintain_order="left")
+    X = features.select(champion.columns).to_numpy().astype("float32")
+    return dl.predict_students(champion.students, X, specs)
+
+
+@dg.asset(
+    partitions_def=dataset_partitions, group_name="governance", kinds={"polars", "lightgbm"}, code_version="1",
+    deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
+)
+def promotion_decision(
+    context: dg.AssetExecutionContext, config: PromotionSettings, fidelity_report: dict, fairness_report: dict,
+    teacher_evaluation: dict, distilled_students: dict, feature_table: dict, task_labels: dict, split_assignments: pl.DataFrame,
+    paths: DataPaths, model_registry: ModelRegistryResource, audit_log: AuditLogResource,
+) -> dg.MaterializeResult:
+    """Registers this build as a candidate (content-addressed copies of its feature pipeline,
+    students, teacher checkpoint and training-feature sample) and judges it against the current
+    champion on the candidate's test split, both models scoring the same customers: force-promote
+    -> bootstrap (no champion yet: promotes) -> reject on any tier-1 fidelity failure or blocking
+    fairness failure -> competition (mean AUC relative gain >= 0.5 %, secondary metrics <= 2 %
+    worse, paired bootstrap on per-sample predictions p < 0.05; auto-promote off). Only the
+    configured dataset partition (default v4) is considered. The decision is audited (fail
+    closed) before the registry's champion pointer moves."""
+    partition = context.partition_key
+    registry = model_registry.registry
+    before = registry.champion()
+    before_id = before["candidate_id"] if before else None
+    if partition != config.dataset:
+        table = _decision_table(partition, "not_considered", False, "scope", f"promotion considers dataset {config.dataset} only",
+                                None, before_id, before_id)
+        return dg.MaterializeResult(value={"decision": table}, data_version=dg.DataVersion(content_hash(table)),
+                                    metadata={"decision": "not_considered", "reason": table["reason"][0]})
+    specs = tl.task_specs(task_labels["decisions"])
+    labels = _labels(task_labels, split_assignments)
+    test = labels.filter(pl.col("split") == "test")
+    test_ids = test["ncodpers"].to_numpy()
+    pipeline = {k: v for k, v in paths.warehouse.read("feature_pipeline", partition).items() if k != "isolation"}
+    teacher = paths.warehouse.read("ple_teacher", partition)["manifest"].row(0, named=True)
+    at_cutoff = paths.warehouse.scan("synthetic_customers", partition, "snapshots").filter(pl.col("fecha_dato") == DEFAULT_CUTOFF)
+    train_renta = at_cutoff.join(labels.filter(pl.col("split") == "train").select("ncodpers").lazy(), on="ncodpers").select("renta").collect()
+    fidelity_failures = int((~fidelity_report["tier1"]["passed"]).sum() + (~fidelity_report["guard"]["passed"]).sum())
+    fairness_failures = int((~fairness_report["checks"]["passed"]).sum()) if FAIRNESS_BLOCKING else 0
+    candidate = prod.register_candidate(
+        registry, paths.root, partition, context.run.run_id, pipeline, distilled_students["manifest"], paths.root / teacher["checkpoint"],
+        feature_table["schema"], task_labels["decisions"],
+        prod.training_sample(feature_table["features"], distilled_students["predictions"], split_assignments),
+        {"income_edges": fair.fit_income_edges(train_renta["renta"]), "teacher_sha256": teacher["sha256"],
+         "fidelity_failures": fidelity_failures, "fairness_blocking_failures": fairness_failures},
+    )
+    candidate_id = candidate["candidate_id"]
+    y = {s.name: test[s.name].cast(pl.Float64).fill_null(float("nan")).to_numpy() for s in specs}
+    challenger = promo.Scored(dl.aligned(distilled_students["predictions"], test_ids, specs, "distilled_students"))
+    champion, compared = None, specs
+    if before is not None and before_id != candidate_id:
+        archived = prod.load_champion(registry, before)
+        served = {(s.name, s.type, s.classes) for s in archived.specs}
+        compared = [s for s in specs if (s.name, s.type, s.classes) in served]
+        champion = promo.Scored(_champion_scores(paths, archived, partition, test_ids, compared))
+        challenger = promo.Scored({s.name: challenger.predictions[s.name] for s in compared})
+    if before_id == candidate_id:
+        decision = promo.Decision("already_champion", False, "scope", "this build is the champion already", pl.DataFrame(), None)
+    else:
+        decision = promo.decide(compared, {s.name: y[s.name] for s in compared}, challenger, champion, fidelity_failures,
+                                fairness_failures, config.lib_config())
+    inputs = hashes(paths.warehouse, {a: partition for a in ("fidelity_report", "fairness_report", "teacher_evaluation", "distilled_students",
+                                                            "feature_table", "task_labels", "split_assignments", "feature_pipeline",
+                                                            "ple_teacher", "synthetic_customers")})
+    audit = audited(audit_log, f"promotion:{decision.decision}", "promotion_decision", partition, context.run.run_id, inputs, candidate_id,
+                    {"reason": decision.reason, "rung": decision.rung, "champion_before": before_id, "significance": decision.significance})
+    if decision.promoted:
+        registry.set_champion(candidate_id, decision.decision, decision.reason, context.run.run_id, audit["audit_seq"])
+    after = registry.champion()
+    table = _decision_table(partition, decision.decision, decision.promoted, decision.rung, decision.reason, candidate_id, before_id,
+                            after["candidate_id"] if after else None)
+    significance = pl.DataFrame([decision.significance]) if decision.significance else pl.DataFrame({"metric": []}, schema={"metric": pl.Utf8})
+    tables = {"decision": table, "comparison": decision.comparison if decision.comparison.width else pl.DataFrame({"metric": []}, schema={"metric": pl.Utf8}),
+              "significance": significance}
+    return dg.MaterializeResult(
+        value=tables,
+        data_version=dg.DataVersion(content_hash(tables)),
+        metadata={
+            "decision": decision.decision,
+            "promoted": decision.promoted,
+            "rung": decision.rung,
+            "reason": decision.reason,
+            "candidate": candidate_id[:16],
+            "champion_before": (before_id or "none")[:16],
+            "champion_after": ((after or {}).get("candidate_id") or "none")[:16],
+            "comparison": markdown_table(tables["comparison"]),
+            "significance": dg.MetadataValue.json(decision.significance or {}),
+            "tasks_compared": len(compared),
+            "fidelity_failures": fidelity_failures,
+            "fairness_blocking_failures": fairness_failures,
+            "config": dg.MetadataValue.json(config.model_dump()),
+            "input_hashes": dg.MetadataValue.json(inputs),
+            **audit,
+        },
+    )
+
+
+def _mirrored_heads(instance: dg.DagsterInstance) -> dict[str, tuple[int, str]]:
+    """The (seq, head hash) each governed asset's latest materialization mirrored."""
+    heads = {}
+    for asset in GOVERNED_ASSETS:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        meta = records[0].asset_materialization.metadata if records else {}
+        if "audit_seq" in meta:
+            heads[asset] = (int(meta["audit_seq"].value), str(meta["audit_head"].value))
+    return heads
+
+
+@dg.asset(
+    group_name="governance", kinds={"polars"}, code_version="1",
+    deps=[dg.AssetDep("promotion_decision", partition_mapping=dg.AllPartitionMapping())],
+    check_specs=[dg.AssetCheckSpec("audit_chain", asset="champion_model", blocking=True,
+                                   description="the audit log verifies (HMAC chain, anchor, every governed materialization's mirrored head)")],
+    automation_condition=CHAIN_AUTOMATION,
+)
+def champion_model(context: dg.AssetExecutionContext, paths: DataPaths, model_registry: ModelRegistryResource,
+                   audit_log: AuditLogResource):
+    """The current champion, from the registry's pointer after the promotion decisions: its
+    content-addressed copies of the feature pipeline, students, teacher checkpoint and
+    training-feature sample, each verified against its sha256 here. Production scoring reads the
+    champion through this asset; its data version is the champion's candidate id, so an
+    unchanged champion rescores nothing."""
+    registry = model_registry.registry
+    record = registry.champion()
+    if record is None:
+        raise dg.Failure("no champion yet: materialize promotion_decision for the configured dataset (default v4); "
+                         "the first candidate is promoted as the bootstrap champion")
+    artifacts = pl.DataFrame([{"name": name, "sha256": sha, "path": str(registry.path(sha).relative_to(paths.root))}
+                              for name, sha in sorted(record["artifacts"].items())])
+    promotion = record["promotion"]
+    champion = pl.DataFrame([{"candidate_id": record["candidate_id"], "dataset": record["dataset"], "run_id": record["run_id"],
+                              "decision": promotion["decision"], "reason": promotion["reason"], "promoted_at": promotion["at"],
+                              "promotion_audit_seq": promotion["audit_seq"]}])
+    audit = audited(audit_log, "champion_exposed", "champion_model", None, context.run.run_id,
+                    {"registry_events": str(len(registry.events()))}, record["candidate_id"])
+    heads = _mirrored_heads(context.instance)
+    log = audit_log.log()
+    results = {asset: log.verify(expected_head=head) for asset, head in heads.items()}
+    chain = log.verify(expected_head=(audit["audit_seq"], audit["audit_head"]))
+    problems = sorted({p for v in [chain, *results.values()] for p in v.problems})
+    yield dg.MaterializeResult(
+        value={"champion": champion, "artifacts": artifacts},
+        data_version=dg.DataVersion(record["candidate_id"]),
+        metadata={
+            "champion": record["candidate_id"][:16],
+            "dataset": record["dataset"],
+            "decision": promotion["decision"],
+            "reason": promotion["reason"],
+            "artifacts": markdown_table(artifacts, 60),
+            "archived_champions": len(registry.champions()),
+            **audit,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="audit_chain", asset_key="champion_model", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"entries": chain.entries, "head_seq": chain.head_seq, "head_hash": chain.head_hash,
+                  "mirrored_heads": dg.MetadataValue.json({a: list(h) for a, h in heads.items()}),
+                  "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")},
+    )
