@@ -57,7 +57,9 @@ def _champion_scores(paths: DataPaths, champion: prod.Champion, partition: str, 
 
 @dg.asset(
     partitions_def=dataset_partitions, group_name="governance", kinds={"polars", "lightgbm"}, code_version="1",
-    deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
+    deps=["leakage_report"],
+    # not gated on blocking checks: a failed fidelity or fairness check is what the decision rejects on (and audits)
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def promotion_decision(
     context: dg.AssetExecutionContext, config: PromotionSettings, fidelity_report: dict, fairness_report: dict,

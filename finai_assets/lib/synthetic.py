@@ -199,7 +199,7 @@ def _transition_stats(snap: pl.DataFrame) -> dict[str, pl.DataFrame]:
     present_next = pl.col("seg_next").is_not_null() | pl.col(PRODUCT_COLUMNS[0] + "_next").is_not_null()
     acq = {p: (pl.col(c).fill_null(0) == 0) & (pl.col(c + "_next").fill_null(0) == 1) for p, c in zip(PRODUCTS, PRODUCT_COLUMNS)}
     group_rates, popularity = [], []
-    both = nxt.filter(pl.col("m") < 16)
+    both = nxt.filter(pl.col("m") < pl.col("m").max())  # rows with a next month (appended production months included)
     stay = both.filter(present_next)
     for g in range(len(GROUPS)):
         prods = [p for p, gi in zip(PRODUCTS, PRODUCT_GROUP_INDEX) if gi == g]
