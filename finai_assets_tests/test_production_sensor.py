@@ -203,3 +203,23 @@ def test_nothing_is_ever_deleted(world, demo):
     assert set(world.written) <= world.inventory()
     statuses = sorted(e["status"] for e in world.folders.ledger.entries())
     assert statuses == ["accepted", "accepted", "quarantined"]
+
+
+def test_drop_demo_writes_the_next_month_each_time(tmp_path, monkeypatch):
+    """`finai drop-demo` (what `make drop-demo` runs): 2016-06, then 2016-07, each a settled drop
+    the sensor takes at once; a month already waiting in incoming/ is not written again."""
+    from finai_assets.cli import main
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("FINAI_DATA_DIR", str(data))
+    assert main(["drop-demo", "--customers", str(N)]) == 0
+    assert main(["drop-demo", "--customers", str(N)]) == 0
+    incoming = data / "production" / "incoming"
+    assert sorted(p.name for p in incoming.iterdir()) == [
+        "snapshots_2016-06.csv", "snapshots_2016-06.csv.done", "snapshots_2016-07.csv", "snapshots_2016-07.csv.done",
+        "transactions_2016-06.csv", "transactions_2016-06.csv.done", "transactions_2016-07.csv", "transactions_2016-07.csv.done"]
+    july = pl.read_csv(incoming / "snapshots_2016-07.csv", infer_schema=False)
+    assert july["fecha_dato"].unique().to_list() == ["2016-07-28"] and july.height > 0.9 * N
+    world = World(data)
+    requests = world.tick().run_requests
+    assert sorted(r.partition_key for r in requests) == ["2016-06-01", "2016-07-01"]

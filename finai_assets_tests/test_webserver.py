@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from finai_assets.defs.synthetic import SYNTHETIC_CHECKS
 from finai_assets_tests.conftest import REPO, SPEC_EDGES, declared_checks
+from finai_assets_tests.servers import DagsterDev, free_port, tail
 
 pytestmark = pytest.mark.webserver
 
@@ -87,30 +87,10 @@ query($key: [String!]!, $check: String!) {
 # --------------------------------------------------------------------------- helpers
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no webserver log)"
-
-
-class Webserver:
+class Webserver(DagsterDev):
     def __init__(self, base: str, data_dir: Path, log: Path):
-        self.base, self.data_dir, self.log = base, data_dir, log
-
-    def gql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        req = urllib.request.Request(f"{self.base}/graphql", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            payload = json.loads(resp.read())
-        assert not payload.get("errors"), json.dumps(payload["errors"], indent=2)
-        return payload["data"]
+        super().__init__(base, log)
+        self.data_dir = data_dir
 
     def launch(self, assets: list[str], run_config: dict, partition: str | None = None) -> str:
         params: dict = {
@@ -185,7 +165,7 @@ def webserver(tmp_path_factory) -> Webserver:
         "telemetry:\n"
         "  enabled: false\n"
     )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = home / "webserver.log"
     env = {**os.environ, "DAGSTER_HOME": str(home), "FINAI_DATA_DIR": str(data_dir)}
@@ -200,7 +180,7 @@ def webserver(tmp_path_factory) -> Webserver:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"dagster-webserver exited with {proc.returncode}:\n{_tail(log)}")
+                pytest.fail(f"dagster-webserver exited with {proc.returncode}:\n{tail(log)}")
             try:
                 with urllib.request.urlopen(f"{base}/server_info", timeout=5) as resp:
                     if resp.status == 200:
@@ -208,7 +188,7 @@ def webserver(tmp_path_factory) -> Webserver:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"dagster-webserver not ready after {STARTUP_TIMEOUT_S} s:\n{_tail(log)}")
+                pytest.fail(f"dagster-webserver not ready after {STARTUP_TIMEOUT_S} s:\n{tail(log)}")
             time.sleep(0.5)
         yield Webserver(base, data_dir, log)
     finally:
@@ -248,7 +228,7 @@ def runs(webserver) -> dict[str, dict]:
         outcome = {"run_id": run_id, "status": run["status"], "steps": run["stepStats"], "seconds": time.monotonic() - started}
         print(f"\n[webserver] {label}: {run['status']} in {outcome['seconds']:.1f} s (run {run_id})")
         if run["status"] != "SUCCESS":
-            outcome["report"] = webserver.failure_report(run_id) + f"\n--- webserver log tail ---\n{_tail(webserver.log, 15)}"
+            outcome["report"] = webserver.failure_report(run_id) + f"\n--- webserver log tail ---\n{tail(webserver.log, 15)}"
             outcomes[label] = outcome
             break
         outcomes[label] = outcome

@@ -106,7 +106,8 @@ def fairness_figure(groups_table: pl.DataFrame, task: str, title: str, operating
     if rows.filter(pl.col("model") != "labels").is_empty():
         raise ValueError(f"groups_table has no model rows for task {task!r} at operating point {operating_point!r}")
     attributes = rows["attribute"].unique(maintain_order=True).to_list()
-    series = [*(m for m in rows["model"].unique(maintain_order=True) if m != "labels"), "labels"]
+    models = rows["model"].unique(maintain_order=True).to_list()
+    series = [*(m for m in models if m != "labels"), *(["labels"] if "labels" in models else [])]  # no labels before outcomes
     fig, axes = plt.subplots(1, len(attributes), figsize=(4 * len(attributes), 4), squeeze=False)
     width = 0.8 / len(series)
     for ax, attribute in zip(axes[0], attributes):

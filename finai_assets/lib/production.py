@@ -207,7 +207,8 @@ def selection_fairness(groups: pl.DataFrame, scores: pl.DataFrame, specs: Sequen
     n = table["n"].to_numpy().astype(float)
     low, high = _wilson(table["selected"].to_numpy().astype(float), np.maximum(n, 1))
     table = table.with_columns(
-        selection_rate=pl.when(pl.col("n") > 0).then(pl.col("selected") / pl.col("n")), rate_ci_low=pl.Series(low), rate_ci_high=pl.Series(high),
+        selection_rate=pl.when(pl.col("n") > 0).then(pl.col("selected") / pl.col("n")),
+        rate_ci_low=pl.when(pl.col("n") > 0).then(pl.Series(low)), rate_ci_high=pl.when(pl.col("n") > 0).then(pl.Series(high)),
         status=pl.when(pl.col("n") < config.min_group_size).then(pl.lit(fair.INSUFFICIENT)).otherwise(pl.lit(fair.OK)),
     ).select("task", "operating_point", "attribute", "group", "n", "selected", "selection_rate", "rate_ci_low", "rate_ci_high", "status")
     sufficient = table.filter(pl.col("status") == fair.OK)
