@@ -7,7 +7,7 @@ from typing import Optional
 import dagster as dg
 import polars as pl
 
-from finai_assets.dagster_meta import audited, hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import audited, hashes, input_hashes, markdown_table, table_metadata
 from finai_assets.defs.automation import PRODUCTION_AUTOMATION
 from finai_assets.defs.partitions import production_months
 from finai_assets.lib import drift as driftlib
@@ -58,7 +58,8 @@ def production_snapshots(
     moves to `production/quarantine/<key16>/` with `reason.json`, and the run fails naming why.
     Nothing is ever deleted; a replacement is stored beside the old drop and becomes the month."""
     champion = model_registry.registry.champion()
-    needs_transactions = champion is not None and prod.load_champion(model_registry.registry, champion).needs_transactions
+    needs_transactions = champion is not None and prod.needs_transactions(
+        model_registry.registry.read_table(champion["artifacts"]["feature_schema"]))  # the schema only, not the whole champion
     folders = paths.production
     inputs = {config.snapshot_file: config.snapshot_sha256, **({config.transactions_file: config.transactions_sha256} if config.transactions_file else {})}
     key = inbox.drop_key(config.snapshot_sha256, config.transactions_sha256)
@@ -188,7 +189,7 @@ def drift_report(
             "chart": dg.MetadataValue.md(plots.drift_figure(table, config.warn, config.breach, f"drift, {context.partition_key}")),
             "thresholds": dg.MetadataValue.json(config.model_dump()),
             "champion": champion.candidate_id[:16],
-            "input_hashes": dg.MetadataValue.json(hashes(paths.warehouse, {"production_scores": context.partition_key, "champion_model": None})),
+            "input_hashes": input_hashes(paths.warehouse, {"production_scores": context.partition_key, "champion_model": None}),
         },
     )
     yield dg.AssetCheckResult(check_name="no_drift_breach", asset_key="drift_report", passed=breached.is_empty(),
@@ -233,7 +234,7 @@ def production_fairness(
                 tables["groups"].rename({"rate_ci_low": "sel_ci_low", "rate_ci_high": "sel_ci_high"}).with_columns(model=pl.lit("student")),
                 top_k["task"][0], f"{top_k['task'][0]}, {context.partition_key}: selection rate by group (top_k)")),
             "config": dg.MetadataValue.json(config.model_dump()),
-            "input_hashes": dg.MetadataValue.json(hashes(paths.warehouse, {"production_scores": context.partition_key})),
+            "input_hashes": input_hashes(paths.warehouse, {"production_scores": context.partition_key}),
         },
     )
 
@@ -271,7 +272,7 @@ def production_outcomes(
             "mean_realised_auc": float(quality["auc"].mean()),
             "eod_top_k": markdown_table(eod.select("task", "attribute", "eod", "eod_ci_low", "eod_ci_high", "di", "label_di", "status"), 40),
             "tasks_without_outcome": dg.MetadataValue.json(sorted({s.name for s in specs} - set(labels.columns))),
-            "input_hashes": dg.MetadataValue.json(hashes(paths.warehouse, {"production_scores": context.partition_key,
-                                                                           "production_snapshots": following})),
+            "input_hashes": input_hashes(paths.warehouse, {"production_scores": context.partition_key,
+                                                                           "production_snapshots": following}),
         },
     )

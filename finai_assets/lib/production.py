@@ -76,7 +76,12 @@ class Champion:
 
     @property
     def needs_transactions(self) -> bool:
-        return bool(self.feature_schema.filter(pl.col("group").is_in(TRANSACTION_GROUPS)).height)
+        return needs_transactions(self.feature_schema)
+
+
+def needs_transactions(feature_schema: pl.DataFrame) -> bool:
+    """Whether any feature of the schema comes from card transactions."""
+    return bool(feature_schema.filter(pl.col("group").is_in(TRANSACTION_GROUPS)).height)
 
 
 def load_champion(registry: ModelRegistry, record: Mapping) -> Champion:
@@ -90,8 +95,8 @@ def load_champion(registry: ModelRegistry, record: Mapping) -> Champion:
     schema = registry.read_table(artifacts["feature_schema"])
     sample = registry.read_table(artifacts["training_sample"])
     specs = tl.task_specs(registry.read_table(artifacts["task_decisions"]))
-    columns = [c for c in schema["column"].to_list()]
-    return Champion(record["candidate_id"], record["dataset"], pipeline, students, specs, columns, schema, sample, dict(record["meta"]))
+    return Champion(record["candidate_id"], record["dataset"], pipeline, students, specs, schema["column"].to_list(), schema, sample,
+                    dict(record["meta"]))
 
 
 def training_sample(features: pl.DataFrame, predictions: pl.DataFrame, split: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
