@@ -1,68 +1,10 @@
-"""Benchmark: the leakage screen of the feature table on N synthetic customers (SPEC 3.4).
+"""Benchmark: the leakage screen of `finai_assets.lib.leakage` (single-feature dependency, group
+probes, label reproduction, lineage) on N synthetic v4 customers.
 
-What is measured
-    ours      "the full screen" of `finai_assets.lib.leakage` on the v4 feature table and kept
-              task labels, as the `leakage_report` asset runs it:
-                `single_feature_dependency(features, tasks)`  binned U(task | feature), all rows,
-                                                               every feature x kept task;
-                `group_probes(features, schema, tasks, oracle, LeakageThresholds())`
-                                                               LightGBM per feature group x binary /
-                                                               regression task on a sample of
-                                                               LeakageThresholds.probe_rows
-                                                               (200,000) rows (all rows when fewer),
-                                                               train -> val + test;
-                `label_reproduction(features, tasks, 0.999)`  |Spearman| of every feature x task;
-                `lineage(features, ground_truth)`              names + |Pearson| of every feature x
-                                                               numeric ground-truth column.
-              Time isolation (the fifth check) is not re-run: its evidence is a second `transform`
-              on perturbed data, produced and stored by the feature assets, and its cost is that of
-              `transform` (timed in the build below). Nor is `proxy_probe` (excluded protected
-              attributes), which the feature assets compute and the report only displays.
-    baseline  the naive per-pair pandas / scikit-learn loop doing the same work, one pair at a
-              time in Python on a pandas frame:
-                dependency   per feature x task: `pd.qcut(.., 32, duplicates="drop")` binning of the
-                             feature on the task's labelled rows (factorised when <= 32 levels) and
-                             `sklearn.metrics.mutual_info_score(y, x) / H(y)` (the same uncertainty
-                             coefficient; y binned once per task);
-                probes       per feature group x binary / regression task:
-                             `HistGradientBoostingClassifier/Regressor(max_iter=60, max_leaf_nodes=15,
-                             learning_rate=0.1, min_samples_leaf=20, early_stopping=False)` fitted on
-                             the train rows of the same-size sample, scored on val + test with
-                             `roc_auc_score` / `r2_score`; one OpenMP thread
-                             (`threadpool_limits(1)`), as the library runs LightGBM (`num_threads=1`);
-                reproduction per feature x task: `Series.corr(method="spearman")` on labelled rows;
-                lineage      per feature x ground-truth column: `Series.corr()` (Pearson).
-              Pairs are visited in a seeded random order. A part that passes its time budget
-              (`--baseline-budget-s`, per part) stops there and its time is extrapolated linearly
-              to all its pairs (measured seconds x total pairs / pairs done); the JSON and the
-              printout say which parts were extrapolated and from how many pairs.
-
-The inputs are built once, in their own child process, timed separately and not in the ratio:
-calibration on the embedded sample (`--calibration-customers`, as bench_synthetic), `generate`
-(v4 recipe and seed), `candidate_labels`, `split_assignments`, the task screen (`screen`,
-`next_mcc_vocabulary`, `task_labels`: the kept tasks with their split), `fit_pipeline` +
-`transform` (the feature table) + `feature_schema`, and `oracle_report` on the ground truth; it also
-keeps the snapshot rows at the cutoff with the protected-attribute columns (`protected.parquet`,
-for bench_students' fairness report), as the snapshots themselves are deleted at its end. The
-build runs in three children (generate | labels, screen, oracle | features) that pass parquet
-files, so that each holds only what it needs; a temporary directory, or `--inputs-dir DIR`, which
-is kept and reused by a later run for the same `--customers` (e.g. to rerun a disturbed timing;
-a build that failed part-way resumes after its last finished step).
-Each measured child only loads the inputs (before the clock starts; its resident size then is
-`setup_rss_gib`).
-
-Each measurement runs in its own fresh child process (`subprocess`, a new interpreter): peak
-memory is VmHWM from /proc/self/status read inside the child, cross-checked by the parent
-polling the child's VmRSS. Reported: wall seconds, customers screened per second (the population
-at the cutoff, one row per customer), feature x task pairs per second, peak RSS, and the ratio
-baseline / ours (the speed-up). As a cross-check that both do the same job, the uncertainty
-coefficients of the pairs both computed are compared (max |difference|; the binnings differ
-slightly: polars vs pandas quantiles). Timings are never asserted. Result:
-`benchmarks/results/bench_leakage.json` with the git SHA (`git rev-parse HEAD`, or "uncommitted").
-
-If the build or our screen at N runs out of the memory guard (`--max-rss-gib`) or the time
-limit (`--timeout-min`), the size is halved and retried; the JSON and the printout state the
-size measured and why, and the build stage that was running.
+Baseline: the naive per-pair pandas / scikit-learn loop doing the same work, one feature x task
+pair at a time (`pd.qcut` + `mutual_info_score`, `HistGradientBoosting` probes, `Series.corr`);
+parts past `--baseline-budget-s` are extrapolated by pair count. Details and latest figures:
+benchmarks/README.md.
 
 Run:  .venv/bin/python benchmarks/bench_leakage.py [--customers 1000000]
 """
@@ -72,198 +14,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
-import os
-import platform
-import resource
-import sys
 import time
 from pathlib import Path
 
-from benchlib import _busy_ticks, _cpu_model, _cpu_ticks, _hwm_gib, _proc_kib, _rss_gib, git_sha, inputs_workdir, run_guarded
+import benchlib as bl
+from benchlib import DISTURBED_CORES, VERSION, Stages, peaks, rss_gib, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "bench_leakage.json"
-GIB = 1024**3
-VERSION = "v4"
-DISTURBED_CORES = 0.25  # other processes' mean CPU use during a measurement above which it is flagged
-
-
-# ------------------------------------------------------------------ memory helpers
-
-
-class _Stages:
-    """Times named stages; appends each start and end to a progress file, so that a child killed
-    from outside still tells which stage it was in."""
-
-    def __init__(self, progress: Path):
-        self.progress = progress
-        self.seconds: dict[str, dict] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        with open(self.progress, "a") as fh:
-            fh.write(json.dumps({"stage": name, "event": "start", "rss_gib": round(_rss_gib(), 3)}) + "\n")
-        t = time.perf_counter()
-        yield
-        d = time.perf_counter() - t
-        self.seconds[name] = {"seconds": round(d, 3), "rss_after_gib": round(_rss_gib(), 3), "hwm_after_gib": round(_hwm_gib(), 3)}
-        with open(self.progress, "a") as fh:
-            fh.write(json.dumps({"stage": name, "event": "end", "seconds": round(d, 3), "rss_gib": round(_rss_gib(), 3)}) + "\n")
-
-
-def _peaks() -> dict:
-    return {
-        "peak_rss_gib": round(_hwm_gib(), 3),
-        "ru_maxrss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
-    }
-
-
-# ------------------------------------------------------------------ child: build the inputs
-
-
-BUILD_STEPS = ("build-generate", "build-labels", "build-features")
-
-
-def child_build_generate(workdir: Path, n: int, n_cal: int) -> None:
-    """Calibration on the embedded sample and `generate`; writes snapshots, transactions, the
-    ground truth and `protected.parquet` (the snapshot rows at the cutoff, only the columns the
-    fairness report's protected groups are built from)."""
-    import polars as pl
-
-    from finai_assets.lib.fairness import SNAPSHOT_COLUMNS as PROTECTED_SNAPSHOT_COLUMNS
-    from finai_assets.lib.profiles import customer_profiles
-    from finai_assets.lib.raw import normalise_snapshots, normalise_transactions
-    from finai_assets.lib.sample import embedded_sample
-    from finai_assets.lib.schema import DEFAULT_CUTOFF
-    from finai_assets.lib.synthetic import RECIPES, VERSION_SEEDS, calibrate, generate, load_synthesizer
-
-    stage = _Stages(workdir / "build-generate_progress.jsonl")
-    with stage("calibration (embedded sample, profiles, calibrate)"):
-        snaps, txns = embedded_sample(n_cal)
-        a, b = normalise_snapshots(snaps), normalise_transactions(txns)
-        cal = calibrate(customer_profiles(a.table, b.table), a.table, b.table, workdir / "artifacts")
-        synth = load_synthesizer(cal.synthesizer_path, cal.synthesizer_sha256)
-        del snaps, txns, a, b
-    with stage(f"generate {VERSION}"):
-        out = generate(cal.tables, synth, RECIPES[VERSION], n, VERSION_SEEDS[VERSION])
-        del cal, synth
-    with stage("write parquet (snapshots, transactions, ground truth, protected columns at the cutoff)"):
-        for name, frame in (("snapshots", out.snapshots), ("transactions", out.transactions), ("ground_truth", out.ground_truth)):
-            frame.write_parquet(workdir / f"{name}.parquet")
-        # what the fairness report reads from the snapshots (kept: the build deletes the snapshots)
-        protected = out.snapshots.filter(pl.col("fecha_dato") == DEFAULT_CUTOFF).select(PROTECTED_SNAPSHOT_COLUMNS)
-        protected.write_parquet(workdir / "protected.parquet")
-    info = {"snapshot_rows": out.snapshots.height, "transaction_rows": out.transactions.height,
-            "ground_truth_columns": out.ground_truth.width - 1, "protected_rows": protected.height}
-    (workdir / "build-generate.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
-
-
-def child_build_labels(workdir: Path) -> None:
-    """`candidate_labels`, `split_assignments`, the task screen (kept tasks with their split) and
-    `oracle_report`."""
-    import polars as pl
-
-    from finai_assets.lib import labels as lab
-    from finai_assets.lib import leakage
-    from finai_assets.lib import task_screen as screen
-
-    stage = _Stages(workdir / "build-labels_progress.jsonl")
-    with stage("read snapshots + transactions"):
-        snapshots = pl.read_parquet(workdir / "snapshots.parquet")
-        transactions = pl.read_parquet(workdir / "transactions.parquet")
-    with stage("candidate_labels"):
-        labels = lab.candidate_labels(snapshots, transactions)
-    with stage("split_assignments"):
-        splits = lab.split_assignments(labels)
-    with stage("task screen (pre_cutoff_sources, screen, next_mcc_vocabulary, task_labels)"):
-        sources = lab.pre_cutoff_sources(snapshots, transactions)
-        del snapshots, transactions
-        decisions = screen.screen(labels, splits, sources)
-        vocabulary = screen.next_mcc_vocabulary(labels, splits)
-        tasks = screen.task_labels(labels, splits, decisions, vocabulary)
-        del sources, labels
-    with stage("oracle_report"):
-        oracle = leakage.oracle_report(pl.read_parquet(workdir / "ground_truth.parquet"), tasks)
-    for name, frame in (("splits", splits), ("tasks", tasks), ("oracle", oracle)):
-        frame.write_parquet(workdir / f"{name}.parquet")
-    kept = decisions.filter(pl.col("decision") == "kept")
-    info = {
-        "population_at_cutoff": tasks.height,
-        "kept_tasks": kept["task"].to_list(),
-        "kept_by_type": dict(kept.group_by("type").len().sort("type").iter_rows()),
-        "split_shares": {k: round(v, 4) for k, v in splits["split"].value_counts(normalize=True).sort("split").iter_rows()},
-    }
-    (workdir / "build-labels.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
-
-
-def child_build_features(workdir: Path) -> None:
-    """`fit_pipeline` on the train split, `transform` (the feature table) and `feature_schema`."""
-    import polars as pl
-
-    from finai_assets.lib import features as feat
-
-    stage = _Stages(workdir / "build-features_progress.jsonl")
-    with stage("read snapshots + transactions"):
-        snapshots = pl.read_parquet(workdir / "snapshots.parquet")
-        transactions = pl.read_parquet(workdir / "transactions.parquet")
-        splits = pl.read_parquet(workdir / "splits.parquet")
-    with stage("fit_pipeline"):
-        pipeline = feat.fit_pipeline(snapshots, transactions, splits)
-    with stage("transform"):
-        features = feat.transform(snapshots, transactions, pipeline)
-        schema = feat.feature_schema(features.columns)
-    features.write_parquet(workdir / "features.parquet")
-    schema.write_parquet(workdir / "schema.parquet")
-    info = {"features": features.width - 1, "feature_groups": schema["group"].n_unique()}
-    (workdir / "build-features.json").write_text(json.dumps({**info, "stages": stage.seconds, **_peaks()}))
-
-
-def build_inputs(workdir: Path, n: int, args) -> dict:
-    """The three build steps, each in its own child (own memory); on success the combined summary
-    (also written to build.json), else the failed child's record."""
-    cached = workdir / "build.json"
-    if cached.exists() and json.loads(cached.read_text()).get("customers") == n:
-        print(f"  reusing the inputs in {workdir}", flush=True)
-        return json.loads(cached.read_text()) | {"reused": True}
-    marker = workdir / "inputs.json"
-    resumable = marker.exists() and json.loads(marker.read_text()).get("customers") == n
-    if not resumable:
-        for kind in BUILD_STEPS:
-            (workdir / f"{kind}.json").unlink(missing_ok=True)
-        marker.write_text(json.dumps({"customers": n}))
-    steps = {}
-    for kind in BUILD_STEPS:
-        done = workdir / f"{kind}.json"
-        if done.exists():  # a step finished by an earlier run for the same size: resume after it
-            print(f"  {kind}: reusing the earlier run's output", flush=True)
-            steps[kind] = {"ok": True, "kind": kind, **json.loads(done.read_text())}
-            continue
-        print(f"  {kind} ...", flush=True)
-        r = run_child(kind, workdir, n, args)
-        if not r["ok"]:
-            return r
-        steps[kind] = r
-    for name in ("snapshots", "transactions"):
-        (workdir / f"{name}.parquet").unlink(missing_ok=True)
-    return combine_build(workdir, n, steps)
-
-
-def combine_build(workdir: Path, n: int, steps: dict[str, dict]) -> dict:
-    """One summary of the build steps' records (written to build.json for reuse)."""
-    stages = {k: v for r in steps.values() for k, v in r["stages"].items()}
-    out = {
-        "ok": True, "kind": "build", "customers": n,
-        **{k: v for r in steps.values() for k, v in r.items()
-           if k not in ("stages", "kind", "ok", "customers", "peak_rss_gib", "ru_maxrss_gib", "observed_peak_rss_gib",
-                        "waited_for_idle_s", "child_cpu_cores", "other_cpu_cores")},
-        "stages": stages,
-        "wall_s": round(sum(v["seconds"] for v in stages.values()), 3),
-        "peak_rss_gib": max(r["peak_rss_gib"] for r in steps.values()),
-        "peak_rss_gib_by_step": {k: r["peak_rss_gib"] for k, r in steps.items()},
-    }
-    (workdir / "build.json").write_text(json.dumps(out))
-    return out
+RESULT = bl.RESULTS / "bench_leakage.json"
 
 
 # ------------------------------------------------------------------ child: ours
@@ -283,8 +40,8 @@ def child_ours(workdir: Path) -> None:
     th = leakage.LeakageThresholds()
     import lightgbm  # noqa: F401  imported inside group_probes; loaded here, before the clock, as the baseline's sklearn
 
-    setup_rss = _rss_gib()
-    stage = _Stages(workdir / "ours_progress.jsonl")
+    setup_rss = rss_gib()
+    stage = Stages(workdir / "ours_progress.jsonl")
     t = time.perf_counter()
     with stage("single_feature_dependency"):
         dependency = leakage.single_feature_dependency(features, tasks)
@@ -321,15 +78,15 @@ def child_ours(workdir: Path) -> None:
         },
         "stages": stage.seconds,
         "wall_s": round(wall, 3),
-        **_peaks(),
+        **peaks(),
     }
-    (workdir / "ours.json").write_text(json.dumps(out))
+    write_record(workdir, "ours", out)
 
 
 # ------------------------------------------------------------------ child: naive baseline
 
 
-MAX_BINS = 32  # as synthetic_checks.column_codes
+MAX_BINS = 32  # as stats.column_codes
 
 
 def _codes(series):
@@ -397,7 +154,7 @@ def child_baseline(workdir: Path, budget_s: float | None, seed: int) -> None:
     tasks = pd.read_parquet(workdir / "tasks.parquet")
     truth = pd.read_parquet(workdir / "ground_truth.parquet")
     th = LeakageThresholds()
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
     rng = np.random.default_rng(seed)
     names = [c for c in features.columns if c != "ncodpers"]
     task_names = [c for c in tasks.columns if c in CANDIDATES]
@@ -499,36 +256,20 @@ def child_baseline(workdir: Path, budget_s: float | None, seed: int) -> None:
             "reproductions_in_done_pairs": len(copies),
             "lineage_problems_in_done_pairs": len(problems),
         },
-        **_peaks(),
+        **peaks(),
     }
-    (workdir / "baseline.json").write_text(json.dumps(out))
+    write_record(workdir, "baseline", out)
 
 
 # ------------------------------------------------------------------ parent side
 
 
-def wait_idle(max_s: float, window_s: float = 5.0) -> float:
-    """Wait (at most max_s) until other processes use < DISTURBED_CORES cores over a window;
-    returns the seconds waited."""
-    hz, t0 = os.sysconf("SC_CLK_TCK"), time.monotonic()
-    while True:
-        b0, s0 = _busy_ticks(), _cpu_ticks(os.getpid()) or 0
-        time.sleep(window_s)
-        load = (_busy_ticks() - b0 - ((_cpu_ticks(os.getpid()) or 0) - s0)) / hz / window_s
-        waited = time.monotonic() - t0
-        if load < DISTURBED_CORES or waited >= max_s:
-            return round(waited, 1)
-
-
 def run_child(kind: str, workdir: Path, n: int, args) -> dict:
-    """Run one child in a fresh interpreter; guard memory and time from outside."""
-    waited = wait_idle(args.wait_idle_min * 60) if kind in ("ours", "baseline") and args.wait_idle_min > 0 else 0.0
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
-           "--customers", str(n), "--calibration-customers", str(args.calibration_customers), "--seed", str(args.seed)]
+    """A measured child (`ours` or `baseline`), after waiting for the machine to go quiet."""
+    extra = ["--customers", str(n), "--seed", str(args.seed)]
     if args.baseline_budget_s is not None:
-        cmd += ["--baseline-budget-s", str(args.baseline_budget_s)]
-    out = run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min, workdir / f"{kind}_progress.jsonl")
-    return out | {"kind": out.get("kind", kind), "customers": n, "waited_for_idle_s": waited}
+        extra += ["--baseline-budget-s", str(args.baseline_budget_s)]
+    return bl.run_child(Path(__file__), kind, workdir, extra, args.max_rss_gib, args.timeout_min, args.wait_idle_min) | {"customers": n}
 
 
 def _agreement(workdir: Path) -> dict:
@@ -615,56 +356,35 @@ def main() -> None:
     ap.add_argument("--min-customers", type=int, default=10_000, help="stop halving below this size")
     ap.add_argument("--note", help="free text recorded in the JSON and the printout (e.g. how reused inputs were built)")
     ap.add_argument("--output", type=Path, default=RESULT)
-    ap.add_argument("--child", choices=(*BUILD_STEPS, "ours", "baseline"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("ours", "baseline"), help=argparse.SUPPRESS)
     ap.add_argument("--inputs-dir", type=Path,
                     help="build the inputs into this folder and keep them; reused when built for the same --customers")
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_budget_s is not None and args.baseline_budget_s <= 0:
         args.baseline_budget_s = None
-    if args.child == "build-generate":
-        return child_build_generate(args.workdir, args.customers, args.calibration_customers)
-    if args.child == "build-labels":
-        return child_build_labels(args.workdir)
-    if args.child == "build-features":
-        return child_build_features(args.workdir)
     if args.child == "ours":
         return child_ours(args.workdir)
     if args.child == "baseline":
         return child_baseline(args.workdir, args.baseline_budget_s, args.seed)
 
-    import lightgbm
-    import numpy
-    import pandas
-    import polars
-    import sklearn
-
     started = dt.datetime.now(dt.timezone.utc)
     with contextlib.ExitStack() as stack:
-        workdir = inputs_workdir(stack, args.inputs_dir, "bench_leakage_")
-        n, failed = args.customers, []
-        while True:
+        workdir = bl.inputs_workdir(stack, args.inputs_dir, "bench_leakage_")
+        built = {}
+
+        def attempt(n: int) -> dict:
             print(f"build: {VERSION} inputs at {n:,} customers (not in the ratio) ...", flush=True)
-            build = build_inputs(workdir, n, args)
-            ours = None
-            if build["ok"]:
-                print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; "
-                      f"{build['features']} features x {len(build['kept_tasks'])} kept tasks", flush=True)
-                print(f"ours: the full leakage screen at {n:,} customers ...", flush=True)
-                ours = run_child("ours", workdir, n, args)
-                if ours["ok"]:
-                    break
-            failure = ours if ours is not None else build
-            failed.append(failure)
-            print(f"  failed: {failure['kind']}: {failure['reason']} (stage {failure.get('stage')!r})", flush=True)
-            if n // 2 < args.min_customers:
-                raise SystemExit(f"failed down to {n:,} customers: {failure['reason']}\n{failure['stderr_tail']}")
-            n //= 2
-        note = None
-        if failed:
-            f0 = failed[0]
-            note = (f"{args.customers:,} customers did not complete ({f0['kind']}: {f0['reason']}, in stage "
-                    f"{f0.get('stage')!r}); measured at {n:,}, the largest size tried that did")
+            built["build"] = build = bl.build_inputs(workdir, n, args.calibration_customers, args.max_rss_gib, args.timeout_min)
+            if not build["ok"]:
+                return build
+            print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; "
+                  f"{build['features']} features x {len(build['kept_tasks'])} kept tasks", flush=True)
+            print(f"ours: the full leakage screen at {n:,} customers ...", flush=True)
+            return run_child("ours", workdir, n, args)
+
+        n, ours, failed = bl.halve_until_ok(args.customers, args.min_customers, attempt)
+        build = built["build"]
         budget = "no budget" if args.baseline_budget_s is None else f"budget {args.baseline_budget_s:.0f} s per part"
         print(f"baseline: naive per-pair pandas/sklearn loop at {n:,} customers ({budget}) ...", flush=True)
         baseline = run_child("baseline", workdir, n, args)
@@ -674,17 +394,14 @@ def main() -> None:
     pairs = ours["features"] * ours["tasks"]
     ours, baseline = _rates(ours, pairs), _rates(baseline, pairs)
     m = {"ours": ours, "baseline": baseline}
-    if args.note:
-        note = f"{args.note}; {note}" if note else args.note
+    extra = None
     if baseline["extrapolated"]:
         parts = [k for k, p in baseline["parts"].items() if p["extrapolated"]]
         extra = (f"baseline parts {', '.join(parts)} passed the {args.baseline_budget_s:.0f} s budget and are extrapolated "
                  f"linearly from a seeded random subset of their pairs (all rows each)")
-        note = f"{note}; {extra}" if note else extra
+    note = bl.join_notes(args.note, bl.halving_note(args.customers, n, failed), extra)
     res = {
-        "benchmark": "bench_leakage",
-        "git_sha": git_sha(),
-        "started_utc": started.isoformat(timespec="seconds"),
+        **bl.result_head("bench_leakage", started),
         "version": VERSION,
         "customers_requested": args.customers,
         "customers_measured": n,
@@ -721,21 +438,10 @@ def main() -> None:
         },
         "agreement": agreement,
         "disturbed": [k for k in ("ours", "baseline") if m[k]["other_cpu_cores"] > DISTURBED_CORES],
-        "failed_attempts": [{k: v for k, v in a.items() if k != "stderr_tail"} for a in failed],
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu": _cpu_model(),
-            "mem_total_gib": round((_proc_kib("/proc/meminfo", "MemTotal") or 0) / 1024**2, 1),
-            "platform": platform.platform(),
-        },
-        "versions": {"python": platform.python_version(), "polars": polars.__version__, "numpy": numpy.__version__,
-                     "pandas": pandas.__version__, "sklearn": sklearn.__version__, "lightgbm": lightgbm.__version__},
+        "failed_attempts": bl.failed_attempts(failed),
+        "versions": bl.versions("polars", "numpy", "pandas", "sklearn", "lightgbm"),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=2) + "\n")
-    print()
-    print(report_text(res))
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    bl.write_result(res, args.output, report_text)
 
 
 if __name__ == "__main__":

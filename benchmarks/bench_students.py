@@ -1,82 +1,10 @@
-"""Benchmark: distilled students vs. the PLE teacher on N synthetic v4 customers (SPEC 3.6, 3.7):
-inference speed on CPU, model sizes, per-task student - teacher gaps, fairness report wall time.
+"""Benchmark: distilled students vs. the PLE teacher on N synthetic v4 customers: CPU inference
+speed, model sizes, per-task student - teacher gaps, and the fairness report's wall time.
 
-What is measured (all in one run, same inputs, same threads T = `--threads` for torch and LightGBM)
-    inference, ours      the distilled students as `fidelity_report` / `fairness_report` consume
-                         them: `distillation.load_students(manifest)` (every model file verified
-                         against its sha256), then `distillation.predict_students(students, X_test,
-                         specs)` - one LightGBM booster per task (raw score, Platt for binary
-                         tasks, softmax for multiclass; a rule-routed task serves its prior) - on
-                         the TEST split, all kept tasks, in one call.
-    inference, baseline  the PLE teacher as `teacher_predictions` serves it: `teacher.load_model`
-                         (verified checkpoint), then `ple.train.predict(model, X_test, specs,
-                         scaling)` (batch 8192, the asset's default: one forward pass gives every
-                         task) on the same rows, torch.set_num_threads(T), CPU.
-                         Each is timed in its own fresh child after a warm-up call on 1,024 rows
-                         (boosters parsed from their text, first-forward allocations): `--reps`
-                         repetitions over the whole test split, rows/s from the fastest (the
-                         median is reported beside it); batch-1 latency = one call per row on the
-                         first `--latency-rows` test rows. These children read only the test rows
-                         (peak memory = interpreter + libraries + model + scoring; `inputs_rss_gib`
-                         is the resident size before the model is loaded); the students' child also
-                         times one pass per task. `Student.predict` passes no num_threads
-                         to LightGBM (LightGBM then uses OpenMP's default, all cores); both
-                         inference children run with OMP_NUM_THREADS=T so that the students use T
-                         threads, as the teacher does. THE headline ratio: students / teacher rows/s.
-    model size           bytes of each student's LightGBM model text file (as `save_students`
-                         writes it, content-addressed) and their total, vs. the teacher's checkpoint
-                         file as `teacher.save_model` writes it (state_dict + config + metrics +
-                         schema) and its state_dict tensors alone; parameters.
-    fairness, ours       `fairness.fairness_report(test_groups, test_labels, {"student", "teacher"},
-                         FairnessConfig())` with the asset's inputs (the asset's preparation - income
-                         edges fitted on the train customers, `protected_groups` of the snapshot at
-                         `schema.DEFAULT_CUTOFF`, `validate_groups` on the test customers - timed
-                         apart): every binary task x {student, teacher} x {threshold, top_k} plus the
-                         labels, on the 5 attributes and the 10 two-way intersections, 200 resamples
-                         (vectorised bootstrap), the checks. The asset's bar charts
-                         (`plots.fairness_figure`) are timed apart too, not in the ratio.
-    fairness, baseline   the naive path to the same numbers: per bootstrap resample (the same index
-                         matrices, `fairness.resample_indices`) and for the unresampled point
-                         estimate, per binary task x decision (labels; student, teacher x threshold,
-                         top_k - the same decisions, `fairness.top_k_selection`) x attribute set,
-                         one fairlearn `MetricFrame` (count, positives, selection_rate,
-                         true_positive_rate) on the resampled rows, then DI / SPD / EOD over the
-                         groups of at least `min_group_size`, percentile CIs at the end. It is
-                         measured on the point pass plus `--naive-resamples` resamples for the 5
-                         single attributes and `--naive-pair-resamples` for the 10 intersections,
-                         and extrapolated linearly per attribute kind to the 200 resamples (point
-                         pass + measured resample seconds x 200 / resamples measured); the JSON and
-                         the printout say so. Agreement: max |naive - ours| of the point DI / SPD /
-                         EOD over every (task, model, operating point, attribute set).
-
-Context (timed, in no ratio): the teacher (`train_model("ple", ...)`, `PLEConfig()`,
-`TrainConfig(epochs=E, patience=E, threads=T, seed)`, as bench_teacher), the hard-label LightGBM
-baselines (bench_teacher's own child: `fit_lightgbm_baselines`, needed because the routing uses
-their validation metrics), the routing (`routing_decisions(evaluate_models(labels, {teacher,
-lightgbm}, specs, "val"), specs)`), the students as `distilled_students` trains them
-(`aligned` teacher predictions as in-sample soft labels, `train_students(design, soft, routes,
-specs, StudentConfig(threads=T, seed))` - wall, per task seconds and boosting rounds), their
-predictions for every customer (`student_frame`), and the reason codes (`reason_codes`, top-3
-`pred_contrib` features) timed on a seeded sample of `--reason-rows` customers (default 20,000;
-0 = every customer, as the asset does), one call per model-served task so that the cost is
-attributed per task, with the every-customer wall extrapolated linearly from the sample.
-
-Quality on the TEST split: `fidelity.fidelity_tables(specs, routes, y_test, student_test,
-teacher_test)` as `fidelity_report` runs it (tier 1 per distilled task: AUC gap, student ECE,
-F1-macro gap, MAE / RMSE relative gaps; tier 2; the constant-student guard), and every task's
-metrics for student, teacher and hard-label LightGBM via `evaluate_models` + `comparison`.
-
-The inputs are bench_leakage's build (imported from it; three children; not timed in any ratio),
-which also keeps `protected.parquet` (the snapshot rows at the cutoff, the columns the protected
-groups come from), in a temporary folder or `--inputs-dir DIR` (kept, reused for the same
-`--customers`; `--reuse-models` also reuses the trained teacher, baselines and students there).
-Each child is a fresh interpreter run by `benchlib.run_guarded`: peak memory is its VmHWM,
-cross-checked by the parent polling VmRSS; the parent records the other processes' CPU use (in
-cores; above 0.25 the timing is flagged as disturbed, and the measured children - inference and
-fairness - are rerun up to `--rerun-disturbed` times, the least disturbed kept) and waits up to
-`--wait-idle-min` for the machine to go quiet before each. Timings are never asserted. Result:
-`benchmarks/results/bench_students.json` with the git SHA (`git rev-parse HEAD`, or "uncommitted")
-and the uncommitted files under finai_assets/ at the time.
+Baselines: for inference, the PLE teacher as `teacher_predictions` serves it (one forward pass for
+every task) on the same test rows and threads; for fairness, a naive loop of one fairlearn
+`MetricFrame` per bootstrap resample x task x decision x attribute set, extrapolated from a
+measured subset. Details and latest figures: benchmarks/README.md.
 
 Run:  .venv/bin/python benchmarks/bench_students.py [--customers 200000] [--epochs 2] [--inputs-dir DIR]
 """
@@ -90,51 +18,20 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import shutil
-import sys
 import time
-import types
 from pathlib import Path
 
-import bench_leakage as bl
-import bench_teacher as bt
-from benchlib import _cpu_model, _proc_kib, _rss_gib, git_sha, inputs_workdir, least_disturbed, run_guarded
+import benchlib as bl
+from benchlib import DISTURBED_CORES, VERSION, Stages, fmt, load_design, peaks, rss_gib, task_specs_of, write_parquet, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "bench_students.json"
-VERSION = bl.VERSION
-DISTURBED_CORES = bl.DISTURBED_CORES
+RESULT = bl.RESULTS / "bench_students.json"
 TRAINED = ("teacher", "lightgbm", "students")  # context children, reusable with --reuse-models
 MEASURED = ("infer_teacher", "infer_students", "fairness", "fairness_naive")
 WARMUP_ROWS = 1024
 
 
 # ------------------------------------------------------------------ child side
-
-
-def _specs(labels):
-    """The kept tasks' specs from tasks.parquet (ncodpers, split, the kept tasks in decision order)."""
-    import polars as pl
-
-    from finai_assets.lib import teacher as tl
-
-    kept = [c for c in labels.columns if c not in ("ncodpers", "split")]
-    return tl.task_specs(pl.DataFrame({"task": kept, "decision": ["kept"] * len(kept)}))
-
-
-def _write(frame, path: Path) -> None:
-    staging = path.with_name("." + path.name)  # renamed when whole
-    frame.write_parquet(staging)
-    staging.replace(path)
-
-
-def _logger(workdir: Path, kind: str, t0: float, marks: list):
-    def log(msg: str) -> None:
-        marks.append((time.perf_counter() - t0, msg))
-        with open(workdir / f"{kind}_progress.jsonl", "a") as fh:
-            fh.write(json.dumps({"stage": "log", "event": "log", "t": round(marks[-1][0], 2), "msg": msg}) + "\n")
-    return log
 
 
 def child_teacher(workdir: Path, epochs: int, threads: int, seed: int) -> None:
@@ -147,16 +44,16 @@ def child_teacher(workdir: Path, epochs: int, threads: int, seed: int) -> None:
     from finai_assets.lib.ple.config import PLEConfig, TrainConfig
     from finai_assets.lib.ple.train import predict
 
-    stage = bl._Stages(workdir / "teacher_progress.jsonl")
-    data, specs = bt._load(workdir)
+    stage = Stages(workdir / "teacher_progress.jsonl")
+    data, specs = load_design(workdir)
     routing = tl.routing_schema(pl.read_parquet(workdir / "schema.parquet"))
     model_config = PLEConfig()
     config = TrainConfig(epochs=epochs, patience=epochs, threads=threads, seed=seed)
     import torch._dynamo  # noqa: F401  the optimiser's first construction imports it: an import, not training
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
     marks: list = []
     with stage("train"):
-        result = tl.train_model("ple", data, specs, routing, model_config, config, _logger(workdir, "teacher", time.perf_counter(), marks))
+        result = tl.train_model("ple", data, specs, routing, model_config, config, bl.logger(workdir, "teacher", time.perf_counter(), marks))
     folder = workdir / "teacher"
     shutil.rmtree(folder, ignore_errors=True)
     with stage("save_model (checkpoint)"):
@@ -166,7 +63,7 @@ def child_teacher(workdir: Path, epochs: int, threads: int, seed: int) -> None:
         t = time.perf_counter()
         preds = predict(result.model, data.X, specs, result.target_scaling)
         predict_all_s = time.perf_counter() - t
-    _write(tl.prediction_frame(data.ncodpers, preds, specs), workdir / "pred_teacher.parquet")
+    write_parquet(tl.prediction_frame(data.ncodpers, preds, specs), workdir / "pred_teacher.parquet")
     state = result.model.state_dict()
     ends = [t for t, m in marks if m.startswith("epoch ")]
     out = {
@@ -195,9 +92,9 @@ def child_teacher(workdir: Path, epochs: int, threads: int, seed: int) -> None:
         "config": {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config)},
         "log": [{"t": round(t, 2), "msg": m} for t, m in marks],
         "stages": stage.seconds,
-        **bl._peaks(),
+        **peaks(),
     }
-    (workdir / "teacher.json").write_text(json.dumps(out, default=list))
+    write_record(workdir, "teacher", out)
 
 
 def child_students(workdir: Path, threads: int, seed: int, reason_rows: int) -> None:
@@ -205,33 +102,33 @@ def child_students(workdir: Path, threads: int, seed: int, reason_rows: int) -> 
     import numpy as np
     import polars as pl
 
-    from finai_assets.lib import distillation as dl
-    from finai_assets.lib import students as st
+    from finai_assets.lib import student_tables as dl
+    from finai_assets.lib import student_model as st
 
-    stage = bl._Stages(workdir / "students_progress.jsonl")
-    data, specs = bt._load(workdir)
+    stage = Stages(workdir / "students_progress.jsonl")
+    data, specs = load_design(workdir)
     routing = pl.read_parquet(workdir / "routing.parquet")
     route_of = dl.routes(routing, specs)
     soft = dl.aligned(pl.read_parquet(workdir / "pred_teacher.parquet"), data.ncodpers, specs, "teacher predictions")
     config = st.StudentConfig(threads=threads, seed=seed)
     import lightgbm  # noqa: F401  imported inside fit_student: an import, not training
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
     marks: list = []
     t0 = time.perf_counter()
     with stage("train_students"):
-        students = dl.train_students(data, soft, route_of, specs, config, _logger(workdir, "students", t0, marks))
+        students = dl.train_students(data, soft, route_of, specs, config, bl.logger(workdir, "students", t0, marks))
     train_s = time.perf_counter() - t0
     folder = workdir / "students"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     with stage("save_students"):
         manifest = dl.save_students(students, folder, workdir, routing, "in_sample")
-    _write(manifest, workdir / "students_manifest.parquet")
+    write_parquet(manifest, workdir / "students_manifest.parquet")
     with stage("predict every customer (student_frame)"):
         t = time.perf_counter()
         frame = dl.student_frame(students, data, specs)
         predict_all_s = time.perf_counter() - t
-    _write(frame, workdir / "pred_student.parquet")
+    write_parquet(frame, workdir / "pred_student.parquet")
     # reason codes (pred_contrib) cost far more per row than predictions: timed on a seeded sample
     # of customers, one `reason_codes` call per model task (the asset's one call loops over them)
     rows = np.sort(np.random.default_rng(seed).choice(len(data.X), min(reason_rows or len(data.X), len(data.X)), replace=False))
@@ -280,9 +177,9 @@ def child_students(workdir: Path, threads: int, seed: int, reason_rows: int) -> 
         "finai_assets_path": str(Path(dl.__file__).resolve().parents[2]),
         "log": [{"t": round(t, 2), "msg": m} for t, m in marks],
         "stages": stage.seconds,
-        **bl._peaks(),
+        **peaks(),
     }
-    (workdir / "students.json").write_text(json.dumps(out, default=list))
+    write_record(workdir, "students", out)
 
 
 def child_infer(workdir: Path, who: str, threads: int, reps: int, latency_rows: int) -> None:
@@ -294,17 +191,17 @@ def child_infer(workdir: Path, who: str, threads: int, reps: int, latency_rows: 
     from finai_assets.lib import teacher as tl
 
     kind = f"infer_{who}"
-    stage = bl._Stages(workdir / f"{kind}_progress.jsonl")
+    stage = Stages(workdir / f"{kind}_progress.jsonl")
     # only the test rows are read (predicate pushed into the parquet scan), so that the child's
     # peak memory is the model's and the scoring's, not the whole feature table's
     labels = pl.read_parquet(workdir / "tasks.parquet").filter(pl.col("split") == "test")
-    specs = _specs(labels)
+    specs = task_specs_of(labels)
     features = pl.scan_parquet(workdir / "features.parquet").filter(pl.col("ncodpers").is_in(labels["ncodpers"].implode())).collect()
     data = tl.design(features, labels, specs)
     X_test = np.ascontiguousarray(data.X)
     ids, columns = data.ncodpers, data.columns
     del data, features, labels
-    inputs_rss = _rss_gib()
+    inputs_rss = rss_gib()
     with stage("load (verified)"):
         if who == "teacher":
             import torch
@@ -317,13 +214,13 @@ def child_infer(workdir: Path, who: str, threads: int, reps: int, latency_rows: 
             run = lambda X: predict(model, X, specs, scaling)  # noqa: E731
             threads_seen = {"torch": torch.get_num_threads()}
         else:
-            from finai_assets.lib import distillation as dl
+            from finai_assets.lib import student_tables as dl
 
             students = dl.load_students(pl.read_parquet(workdir / "students_manifest.parquet"), workdir)
             run = lambda X: dl.predict_students(students, X, specs)  # noqa: E731
             threads_seen = {}
     threads_seen["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS")
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
     with stage("warm-up"):
         t = time.perf_counter()
         run(X_test[:WARMUP_ROWS])
@@ -375,9 +272,9 @@ def child_infer(workdir: Path, who: str, threads: int, reps: int, latency_rows: 
         "batch1_rows_per_s": round(len(latency) / sum(latency), 1),
         "max_abs_diff_vs_stored_predictions": max_diff,
         "stages": stage.seconds,
-        **bl._peaks(),
+        **peaks(),
     }
-    (workdir / f"{kind}.json").write_text(json.dumps(out))
+    write_record(workdir, kind, out)
 
 
 def _fairness_inputs(workdir: Path):
@@ -388,7 +285,7 @@ def _fairness_inputs(workdir: Path):
     from finai_assets.lib import fairness as fair
 
     labels = pl.read_parquet(workdir / "tasks.parquet")
-    specs = [s for s in _specs(labels) if s.type == "binary"]
+    specs = [s for s in task_specs_of(labels) if s.type == "binary"]
     snapshot = pl.read_parquet(workdir / "protected.parquet")
     columns = ["ncodpers", *[f"p_{s.name}" for s in specs]]
     scores = {"student": pl.read_parquet(workdir / "pred_student.parquet").select(columns),
@@ -405,11 +302,12 @@ def child_fairness(workdir: Path, seed: int) -> None:
     import fairlearn.metrics  # noqa: F401  imported lazily by the library: an import, not the report
     from finai_assets.lib import fairness as fair
     from finai_assets.lib import plots
+    from finai_assets.lib import protected
 
-    stage = bl._Stages(workdir / "fairness_progress.jsonl")
+    stage = Stages(workdir / "fairness_progress.jsonl")
     specs, test, test_groups, scores, edges, prep_s = _fairness_inputs(workdir)
     cfg = fair.FairnessConfig(seed=seed)
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
     with stage("fairness_report"):
         t = time.perf_counter()
         tables = fair.fairness_report(test_groups, test, scores, cfg)
@@ -420,7 +318,7 @@ def child_fairness(workdir: Path, seed: int) -> None:
             plots.fairness_figure(tables["groups"], s.name, s.name, operating_point=cfg.check_operating_point)
         figures_s = time.perf_counter() - t
     summary = pl.concat([tables["summary"], tables["intersection_summary"]])
-    _write(summary, workdir / "fairness_summary.parquet")
+    write_parquet(summary, workdir / "fairness_summary.parquet")
     labelled = {s.name: int(test[s.name].drop_nulls().len()) for s in specs}
     out = {
         "kind": "fairness",
@@ -429,7 +327,7 @@ def child_fairness(workdir: Path, seed: int) -> None:
         "binary_tasks": [s.name for s in specs],
         "labelled_test_rows": labelled,
         "config": dataclasses.asdict(cfg),
-        "attribute_sets": len(fair.DECLARED_GROUPS) + len(fair.ATTRIBUTE_PAIRS),
+        "attribute_sets": len(protected.DECLARED_GROUPS) + len(protected.ATTRIBUTE_PAIRS),
         "decisions_per_task": 1 + 2 * len(fair.OPERATING_POINTS),  # the labels + 2 models x 2 operating points
         "income_edges": edges,
         "prepare_s": round(prep_s, 3),
@@ -440,9 +338,9 @@ def child_fairness(workdir: Path, seed: int) -> None:
         "summary_rows": summary.height,
         "checks": tables["checks"].to_dicts(),
         "stages": stage.seconds,
-        **bl._peaks(),
+        **peaks(),
     }
-    (workdir / "fairness.json").write_text(json.dumps(out, default=str))
+    write_record(workdir, "fairness", out, default=str)
 
 
 def _naive_stats(by_group, min_group_size: int) -> tuple[float, float, float]:
@@ -468,8 +366,9 @@ def child_fairness_naive(workdir: Path, seed: int, resamples: int, pair_resample
     from fairlearn.metrics import MetricFrame, count, selection_rate, true_positive_rate
 
     from finai_assets.lib import fairness as fair
+    from finai_assets.lib import protected
 
-    stage = bl._Stages(workdir / "fairness_naive_progress.jsonl")
+    stage = Stages(workdir / "fairness_naive_progress.jsonl")
     specs, test, test_groups, scores, _, prep_s = _fairness_inputs(workdir)
     cfg = fair.FairnessConfig(seed=seed)
     frame = test.join(test_groups, on="ncodpers")
@@ -478,9 +377,9 @@ def child_fairness_naive(workdir: Path, seed: int, resamples: int, pair_resample
     frame = frame.sort("ncodpers").to_pandas()
     metrics = {"count": count, "positives": lambda y_true, y_pred: int(np.sum(y_true)),
                "selection_rate": selection_rate, "tpr": functools.partial(true_positive_rate, pos_label=1)}
-    singles = [(a,) for a in fair.DECLARED_GROUPS]
-    kinds = {"single": (singles, resamples), "pairs": (list(fair.ATTRIBUTE_PAIRS), pair_resamples)}
-    setup_rss = _rss_gib()
+    singles = [(a,) for a in protected.DECLARED_GROUPS]
+    kinds = {"single": (singles, resamples), "pairs": (list(protected.ATTRIBUTE_PAIRS), pair_resamples)}
+    setup_rss = rss_gib()
     # per task: labelled rows, labels, the 5 decisions, index matrix (only the rows measured)
     per_task = {}
     for s in specs:
@@ -545,42 +444,29 @@ def child_fairness_naive(workdir: Path, seed: int, resamples: int, pair_resample
         "rows_per_s": round(test.height / wall, 3),
         "extrapolated": True,
         "stages": stage.seconds,
-        **bl._peaks(),
+        **peaks(),
     }
-    (workdir / "fairness_naive.json").write_text(json.dumps(out))
+    write_record(workdir, "fairness_naive", out)
 
 
 # ------------------------------------------------------------------ parent side
 
 
-def _lib_hash() -> str:
-    """sha256 (16 hex) over finai_assets/lib's Python sources: the library is edited while
-    benchmarks run, and every child of one result must have run the same code."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted((ROOT / "finai_assets" / "lib").rglob("*.py")):
-        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def run_child(kind: str, workdir: Path, args) -> dict:
-    """One child in a fresh interpreter, memory and time guarded from outside, after waiting (at
-    most --wait-idle-min) for the machine to go quiet: every child runs T threads, and an
-    oversubscribed OpenMP pool is many times slower, not a little."""
-    waited = bl.wait_idle(args.wait_idle_min * 60) if args.wait_idle_min > 0 else 0.0
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
-           "--customers", str(args.customers), "--epochs", str(args.epochs), "--threads", str(args.threads),
-           "--seed", str(args.seed), "--reps", str(args.reps), "--reason-rows", str(args.reason_rows), "--latency-rows", str(args.latency_rows),
-           "--naive-resamples", str(args.naive_resamples), "--naive-pair-resamples", str(args.naive_pair_resamples)]
-    lib = _lib_hash()
-    out = run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min, workdir / f"{kind}_progress.jsonl")
-    return out | {"kind": out.get("kind", kind), "waited_for_idle_s": waited, "lib_hash": lib, "lib_hash_after": _lib_hash()}
-
-
 def measure(kind: str, workdir: Path, args) -> dict:
-    r = least_disturbed(lambda: run_child(kind, workdir, args), args.rerun_disturbed if kind in MEASURED else 0,
-                        DISTURBED_CORES, kind)
+    """A child, after waiting for the machine to go quiet (every child runs T threads, and an
+    oversubscribed OpenMP pool is many times slower); the measured ones are rerun while disturbed.
+    The library's hash before and after shows whether every child ran the same code."""
+    extra = ["--customers", str(args.customers), "--epochs", str(args.epochs), "--threads", str(args.threads),
+             "--seed", str(args.seed), "--reps", str(args.reps), "--reason-rows", str(args.reason_rows),
+             "--latency-rows", str(args.latency_rows), "--naive-resamples", str(args.naive_resamples),
+             "--naive-pair-resamples", str(args.naive_pair_resamples)]
+
+    def attempt() -> dict:
+        lib = bl.lib_hash()
+        out = bl.run_child(Path(__file__), kind, workdir, extra, args.max_rss_gib, args.timeout_min, args.wait_idle_min)
+        return out | {"lib_hash": lib, "lib_hash_after": bl.lib_hash()}
+
+    r = bl.least_disturbed(attempt, args.rerun_disturbed if kind in MEASURED else 0, kind)
     if not r["ok"]:
         raise SystemExit(f"{kind} failed: {r['reason']} (stage {r.get('stage')!r})\n{r.get('stderr_tail', '')}")
     return r
@@ -612,10 +498,10 @@ def routing(workdir: Path):
     from finai_assets.lib import teacher as tl
 
     labels = pl.read_parquet(workdir / "tasks.parquet")
-    specs = _specs(labels)
+    specs = task_specs_of(labels)
     preds = {"teacher": pl.read_parquet(workdir / "pred_teacher.parquet"), "lightgbm": pl.read_parquet(workdir / "pred_lightgbm.parquet")}
     table = tl.routing_decisions(tl.evaluate_models(labels, preds, specs, "val"), specs)
-    _write(table, workdir / "routing.parquet")
+    write_parquet(table, workdir / "routing.parquet")
     return table
 
 
@@ -625,12 +511,12 @@ def quality(workdir: Path) -> dict:
     import numpy as np
     import polars as pl
 
-    from finai_assets.lib import distillation as dl
+    from finai_assets.lib import student_tables as dl
     from finai_assets.lib import fidelity as fid
     from finai_assets.lib import teacher as tl
 
     labels = pl.read_parquet(workdir / "tasks.parquet")
-    specs = _specs(labels)
+    specs = task_specs_of(labels)
     route_of = dl.routes(pl.read_parquet(workdir / "routing.parquet"), specs)
     preds = {m: pl.read_parquet(workdir / f"pred_{f}.parquet") for m, f in
              (("student", "student"), ("teacher", "teacher"), ("lightgbm", "lightgbm"))}
@@ -677,12 +563,6 @@ def fairness_agreement(workdir: Path) -> dict:
         out[f"{m}_max_abs_diff"] = float(d["d"].fill_nan(None).max() or 0.0)
         out[f"{m}_defined_differs"] = int(d["defined_differs"].sum())
     return out
-
-
-def _fmt(v, width: int = 9, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return f"{'-':>{width}}"
-    return f"{v:>{width}.{digits}f}"
 
 
 def _kib(b: float) -> str:
@@ -764,15 +644,15 @@ def report_text(res: dict) -> str:
         f"{'task':26}{'type':>11}{'route':>11}{'metric':>9}{'student':>9}{'teacher':>9}{'LightGBM':>9}{'stu-tea':>9}{'stu-LGBM':>9}",
     ]
     for row in q["rows"]:
-        lines.append(f"{row['task']:26}{row['type']:>11}{row['route']:>11}{row['metric']:>9}{_fmt(row['student'])}{_fmt(row['teacher'])}"
-                     f"{_fmt(row['lightgbm'])}{_fmt(row['student_minus_teacher'])}{_fmt(row['student_minus_lightgbm'])}")
+        lines.append(f"{row['task']:26}{row['type']:>11}{row['route']:>11}{row['metric']:>9}{fmt(row['student'])}{fmt(row['teacher'])}"
+                     f"{fmt(row['lightgbm'])}{fmt(row['student_minus_teacher'])}{fmt(row['student_minus_lightgbm'])}")
     m = q["mean_binary_auc"]
     lines.append("mean binary AUC: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
     lines += ["", f"fidelity tier 1 (distilled tasks: {len(q['distilled_tasks'])}; one-sided, a student may beat its teacher):",
               f"{'task':26}{'criterion':>20}{'teacher':>9}{'student':>9}{'gap':>9}{'limit':>8}{'pass':>6}"]
     for row in q["fidelity"]["tier1"]:
-        lines.append(f"{row['task']:26}{row['criterion']:>20}{_fmt(row['teacher'])}{_fmt(row['student'])}{_fmt(row['gap'])}"
-                     f"{_fmt(row['limit'], 8, 3)}{'yes' if row['passed'] else 'NO':>6}")
+        lines.append(f"{row['task']:26}{row['criterion']:>20}{fmt(row['teacher'])}{fmt(row['student'])}{fmt(row['gap'])}"
+                     f"{fmt(row['limit'], 8, 3)}{'yes' if row['passed'] else 'NO':>6}")
     lines.append("tier 2: " + "; ".join(f"{x['task']} agree {x['agreement']:.3f} rho {x['rank_correlation']:.3f} jsd {x['jsd']:.4f}"
                                         for x in q["fidelity"]["tier2"]))
     guard_failed = [g["task"] for g in q["fidelity"]["guard"] if not g["passed"]]
@@ -845,7 +725,7 @@ def main() -> None:
         if args.child == "teacher":
             return child_teacher(args.workdir, args.epochs, args.threads, args.seed)
         if args.child == "lightgbm":
-            return bt.child_lightgbm(args.workdir, args.threads, args.seed)
+            return bl.child_lightgbm(args.workdir, args.threads, args.seed)
         if args.child == "students":
             return child_students(args.workdir, args.threads, args.seed, args.reason_rows)
         if args.child in ("infer_teacher", "infer_students"):
@@ -854,21 +734,13 @@ def main() -> None:
             return child_fairness(args.workdir, args.seed)
         return child_fairness_naive(args.workdir, args.seed, args.naive_resamples, args.naive_pair_resamples)
 
-    import fairlearn
-    import lightgbm
-    import numpy
-    import polars
-    import torch
-
-    build_args = types.SimpleNamespace(calibration_customers=args.calibration_customers, seed=args.seed, baseline_budget_s=None,
-                                       timeout_min=args.timeout_min, max_rss_gib=args.max_rss_gib, wait_idle_min=0.0)
     started = dt.datetime.now(dt.timezone.utc)
-    source = bt._source_state()
+    source = bl.source_state()
     n = args.customers
     with contextlib.ExitStack() as stack:
-        workdir = inputs_workdir(stack, args.inputs_dir, "bench_students_")
-        print(f"build: {VERSION} inputs at {n:,} customers (bench_leakage's build; not timed in any ratio) ...", flush=True)
-        build = bl.build_inputs(workdir, n, build_args)
+        workdir = bl.inputs_workdir(stack, args.inputs_dir, "bench_students_")
+        print(f"build: {VERSION} inputs at {n:,} customers (not timed in any ratio) ...", flush=True)
+        build = bl.build_inputs(workdir, n, args.calibration_customers, args.max_rss_gib, args.timeout_min)
         if not build["ok"]:
             raise SystemExit(f"build failed at {n:,}: {build['reason']} (stage {build.get('stage')!r})\n{build.get('stderr_tail', '')}")
         if not (workdir / "protected.parquet").exists():
@@ -908,12 +780,10 @@ def main() -> None:
     lib_hashes = {k: sorted({c.get("lib_hash"), c.get("lib_hash_after")} - {None}) for k, c in all_children.items()}
     same_code = len({h for v in lib_hashes.values() for h in v}) == 1
     res = {
-        "benchmark": "bench_students",
-        "git_sha": git_sha(),
-        "source": {**source, "finai_assets_dirty_at_end": bt._source_state()["finai_assets_dirty"],
+        **bl.result_head("bench_students", started),
+        "source": {**source, "finai_assets_dirty_at_end": bl.source_state()["finai_assets_dirty"],
                    "lib_hash_by_child": lib_hashes, "every_child_ran_the_same_lib": same_code,
                    "finai_assets_imported_from": sorted({c["finai_assets_path"] for c in (te, st_)})},
-        "started_utc": started.isoformat(timespec="seconds"),
         "version": VERSION,
         "customers": n,
         "population_at_cutoff": te["population"],
@@ -967,20 +837,9 @@ def main() -> None:
         "disturbed": [k for k in MEASURED if all_children[k]["other_cpu_cores"] > DISTURBED_CORES],
         "disturbed_context": [k for k in TRAINED if all_children[k].get("other_cpu_cores", 0) > DISTURBED_CORES],
         "disturbed_cores_threshold": DISTURBED_CORES,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu": _cpu_model(),
-            "mem_total_gib": round((_proc_kib("/proc/meminfo", "MemTotal") or 0) / 1024**2, 1),
-            "platform": platform.platform(),
-        },
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightgbm": lightgbm.__version__,
-                     "polars": polars.__version__, "numpy": numpy.__version__, "fairlearn": fairlearn.__version__},
+        "versions": bl.versions("torch", "lightgbm", "polars", "numpy", "fairlearn"),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=2, default=list) + "\n")
-    print()
-    print(report_text(res))
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    bl.write_result(res, args.output, report_text)
 
 
 if __name__ == "__main__":

@@ -1,33 +1,9 @@
-"""Benchmark: generate N synthetic customers (17 monthly snapshots + card transactions).
+"""Benchmark: generate N synthetic customers (17 monthly snapshots + card transactions) with
+`finai_assets.lib.synthetic.generate`.
 
-What is measured
-    ours      `generate(tables, synthesizer, RECIPES[version], N, VERSION_SEEDS[version])`, the
-              full chain: SDV GaussianCopula profiles -> GMM personas -> five latents -> 17
-              monthly snapshots + card transactions + ground truth (`finai_assets.lib.synthetic`
-              and `finai_assets.lib.simulate`).
-    baseline  `synthesizer.sample(num_rows=N)` of the *same* fitted SDV 2.0 GaussianCopula
-              synthesizer alone: N profile rows, no personas, no months, no transactions.
-              It is the floor the chain cannot beat (the chain calls it as its first step).
-
-Both run in the same invocation, each in its own fresh child process (`subprocess`, a new
-interpreter), so each has its own peak memory: VmHWM from /proc/self/status (the resident
-high-water mark of the child's own address space) read inside the child, cross-checked by the
-parent polling the child's VmRSS. Setup (imports, loading the synthesizer and calibration
-tables) happens in the child before the clock starts; its resident size is reported as
-`setup_rss_gib`.
-
-The calibration (embedded sample of `--calibration-customers`, normalisation, profiles,
-`calibrate`) is built once in the parent and timed separately; it is not part of the ratio.
-
-Reported per measurement: wall seconds, customers/s (= profile rows/s for the baseline),
-snapshot rows/s, transaction rows/s, total rows/s (snapshots + transactions + ground truth),
-peak RSS (GiB), row counts; and the ratios ours/baseline for wall time and customers/s.
-Timings are never asserted. Result: `benchmarks/results/bench_synthetic.json` with the git SHA
-(`git rev-parse HEAD`, or "uncommitted").
-
-If the chain at N runs out of the memory guard (`--max-rss-gib`) or the time limit
-(`--timeout-min`), the size is halved and retried; the JSON and the printout state the size
-actually measured and why.
+Baseline: `sample(num_rows=N)` of the same fitted SDV GaussianCopula synthesizer alone (N profile
+rows, no personas, months or transactions), the chain's first step and the floor it cannot beat.
+Details and latest figures: benchmarks/README.md.
 
 Run:  .venv/bin/python benchmarks/bench_synthetic.py [--customers 1000000] [--version v4]
 """
@@ -36,24 +12,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import pickle
-import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import _cpu_model, _hwm_gib, _proc_kib, _rss_gib, git_sha, run_guarded
+import benchlib as bl
+from benchlib import peaks, rss_gib, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "bench_synthetic.json"
+RESULT = bl.RESULTS / "bench_synthetic.json"
 GIB = 1024**3
-
-
-# ------------------------------------------------------------------ memory helpers
 
 
 # ------------------------------------------------------------------ child side
@@ -85,7 +53,7 @@ def _instrument(synth) -> dict[str, dict]:
                 d = acc.setdefault(name, {"seconds": 0.0, "calls": 0, "max_rss_after_gib": 0.0})
                 d["seconds"] += time.perf_counter() - t
                 d["calls"] += 1
-                d["max_rss_after_gib"] = max(d["max_rss_after_gib"], round(_rss_gib(), 3))
+                d["max_rss_after_gib"] = max(d["max_rss_after_gib"], round(rss_gib(), 3))
 
         return timed
 
@@ -118,7 +86,7 @@ def child(kind: str, workdir: Path, n: int, version: str, breakdown: bool) -> No
 
     tables, synth = _load(workdir)
     seed = VERSION_SEEDS[version]
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
     out: dict = {"kind": kind, "customers": n, "setup_rss_gib": round(setup_rss, 3)}
     if kind == "baseline":
         synth._set_random_state(seed)  # as sample_profiles does
@@ -150,50 +118,27 @@ def child(kind: str, workdir: Path, n: int, version: str, breakdown: bool) -> No
             post = acc.get("  persona posterior draw", {}).get("seconds", 0.0)
             parts["  profiles: other post-processing"] = {"seconds": round(prof - sdv - post, 3), "calls": 1}
             out["breakdown"] = {k: parts[k] for k in BREAKDOWN_ORDER if k in parts}
-    out.update(
-        wall_s=round(wall, 3),
-        peak_rss_gib=round(_hwm_gib(), 3),
-        ru_maxrss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
-    )
-    (workdir / f"{kind}.json").write_text(json.dumps(out))
+    out.update(wall_s=round(wall, 3), **peaks())
+    write_record(workdir, kind, out)
 
 
 # ------------------------------------------------------------------ parent side
 
 
 def build_calibration(workdir: Path, n_cal: int) -> dict:
-    from finai_assets.lib.profiles import customer_profiles
-    from finai_assets.lib.raw import normalise_snapshots, normalise_transactions
-    from finai_assets.lib.sample import embedded_sample
-    from finai_assets.lib.synthetic import calibrate
-
-    t0 = time.perf_counter()
-    snaps, txns = embedded_sample(n_cal)
-    a, b = normalise_snapshots(snaps), normalise_transactions(txns)
-    profiles = customer_profiles(a.table, b.table)
-    t1 = time.perf_counter()
-    cal = calibrate(profiles, a.table, b.table, workdir / "artifacts")
-    t2 = time.perf_counter()
+    """The calibration the children load (timed here, not in the ratio)."""
+    cal, seconds = bl.calibrate_on_sample(n_cal, workdir / "artifacts")
     with open(workdir / "calibration.pkl", "wb") as fh:
         pickle.dump(
             {"tables": cal.tables, "synthesizer_path": str(cal.synthesizer_path), "synthesizer_sha256": cal.synthesizer_sha256},
             fh,
         )
-    return {
-        "calibration_customers": n_cal,
-        "sample_and_profiles_s": round(t1 - t0, 3),
-        "calibrate_s": round(t2 - t1, 3),
-        "sdv_fit_rows": int(cal.tables["synthesizer"]["fit_rows"][0]),
-    }
+    return {"calibration_customers": n_cal, **seconds, "sdv_fit_rows": int(cal.tables["synthesizer"]["fit_rows"][0])}
 
 
 def run_child(kind: str, workdir: Path, n: int, args) -> dict:
-    """Run one measurement in a fresh interpreter; guard memory and time from outside."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
-           "--customers", str(n), "--version", args.version]
-    if args.no_breakdown:
-        cmd.append("--no-breakdown")
-    return run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min) | {"kind": kind, "customers": n}
+    extra = ["--customers", str(n), "--version", args.version] + (["--no-breakdown"] if args.no_breakdown else [])
+    return bl.run_child(Path(__file__), kind, workdir, extra, args.max_rss_gib, args.timeout_min) | {"customers": n}
 
 
 def _rates(m: dict) -> dict:
@@ -270,42 +215,28 @@ def main() -> None:
         child(args.child, args.workdir, args.customers, args.version, not args.no_breakdown)
         return
 
-    import numpy
-    import polars
-    import sdv
-
     started = dt.datetime.now(dt.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="bench_synthetic_") as tmp:
         workdir = Path(tmp)
         print(f"calibrating on the embedded sample ({args.calibration_customers:,} customers) ...", flush=True)
         calibration = build_calibration(workdir, args.calibration_customers)
-        n, failed, note = args.customers, [], None
-        while True:
+
+        def attempt(n: int) -> dict:
             print(f"ours: generate() {args.version} at {n:,} customers ...", flush=True)
-            ours = run_child("ours", workdir, n, args)
-            if ours["ok"]:
-                break
-            failed.append(ours)
-            print(f"  failed: {ours['reason']}", flush=True)
-            if n // 2 < args.min_customers:
-                raise SystemExit(f"the chain failed down to {n:,} customers: {ours['reason']}\n{ours['stderr_tail']}")
-            n //= 2
-        if failed:
-            note = (f"{args.customers:,} customers did not complete ({failed[0]['reason']}); "
-                    f"measured at {n:,}, the largest size tried that did")
+            return run_child("ours", workdir, n, args)
+
+        n, ours, failed = bl.halve_until_ok(args.customers, args.min_customers, attempt)
         print(f"baseline: SDV GaussianCopula sample at {n:,} rows ...", flush=True)
         baseline = run_child("baseline", workdir, n, args)
         if not baseline["ok"]:
             raise SystemExit(f"baseline failed at {n:,}: {baseline['reason']}\n{baseline['stderr_tail']}")
     ours, baseline = _rates(ours), _rates(baseline)
     res = {
-        "benchmark": "bench_synthetic",
-        "git_sha": git_sha(),
-        "started_utc": started.isoformat(timespec="seconds"),
+        **bl.result_head("bench_synthetic", started),
         "version": args.version,
         "customers_requested": args.customers,
         "customers_measured": n,
-        "note": note,
+        "note": bl.halving_note(args.customers, n, failed),
         "baseline_definition": "SDV 2.0 GaussianCopulaSynthesizer.sample(num_rows=N) of the same fitted synthesizer: "
                                "N profile rows alone (no personas, months or transactions)",
         "ours_definition": "finai_assets.lib.synthetic.generate(tables, synthesizer, RECIPES[version], N, "
@@ -322,25 +253,10 @@ def main() -> None:
             "customers_per_s_ours_over_baseline": round(ours["customers_per_s"] / baseline["customers_per_s"], 4),
             "peak_rss_ours_over_baseline": round(ours["peak_rss_gib"] / baseline["peak_rss_gib"], 3),
         },
-        "failed_attempts": [{k: v for k, v in a.items() if k != "stderr_tail"} for a in failed],
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu": _cpu_model(),
-            "mem_total_gib": round((_meminfo_kib("MemTotal") or 0) / 1024**2, 1),
-            "platform": platform.platform(),
-        },
-        "versions": {"python": platform.python_version(), "polars": polars.__version__, "numpy": numpy.__version__,
-                     "sdv": sdv.__version__},
+        "failed_attempts": bl.failed_attempts(failed),
+        "versions": bl.versions("polars", "numpy", "sdv"),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=2) + "\n")
-    print()
-    print(report_text(res))
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-
-
-def _meminfo_kib(field: str) -> int | None:
-    return _proc_kib("/proc/meminfo", field)
+    bl.write_result(res, args.output, report_text)
 
 
 if __name__ == "__main__":

@@ -1,59 +1,8 @@
-"""Benchmark: the PLE teacher on N synthetic v4 customers (SPEC 3.5), its speed and its quality.
+"""Benchmark: the PLE teacher on N synthetic v4 customers, its training speed and its test quality.
 
-What is measured
-    ours      the PLE teacher as the `ple_teacher` asset trains it:
-              `finai_assets.lib.teacher.train_model("ple", design, specs, routing_schema(schema),
-              PLEConfig(), TrainConfig(epochs=E, patience=E, threads=T, seed=0))` on the train
-              rows, validation scored after every epoch (checkpoint selection on the composite),
-              seven heterogeneous shared experts fed by the feature schema's routing, defaults of
-              the asset otherwise (batch 512, AdamW lr 2e-3, uncertainty loss weighting, two
-              extraction layers, expert_dim 64). Patience = epochs: no early stop, every epoch runs.
-    baseline  the shared-bottom MLP of the `baseline_models` asset, trained by the same loop in the
-              same run with the same TrainConfig: `train_model("shared_bottom", ...)`.
-    also      per-task hard-label LightGBM of `baseline_models`: `fit_lightgbm_baselines(train, val,
-              specs, seed=0, threads=T)` (500 rounds at most, early stopping 30 on val) - wall and
-              peak only; it is not an epoch-based learner, so it is outside the ratio.
-
-Threads: T = `--threads` (default 2 = all cores of the 2-core machine this was written on; the
-asset's default is cores // 2 concurrent runs). Device: CPU (`device: auto` finds no CUDA).
-
-Reported for the two networks: seconds per epoch (wall between the loop's end-of-epoch log lines,
-so each epoch includes its validation scoring; epoch 1 also the tensor setup), training
-samples/s = train rows x epochs / train seconds (train seconds = `TrainResult.seconds`, the whole
-`fit`: setup, epochs, per-epoch validation scoring, final validation evaluation), the same rate
-from the optimisation steps alone (epoch wall minus one validation scoring pass, timed after
-training), inference rows/s on the test split (`predict`, batch 8192), peak RSS, parameters; the
-ratios PLE / shared-bottom. For LightGBM: wall of fitting all tasks, boosting rounds per task,
-inference rows/s on the test split, peak RSS.
-
-Quality: on the TEST split, per task the metrics of `teacher_evaluation` computed by the asset's
-own functions - predictions as frames (`prediction_frame`), `evaluate_models`, `with_oracle`
-(`oracle_report`), `comparison` - AUC (binary), F1-macro and NDCG@3 (multiclass), R^2 and MAE
-(regression), for PLE, LightGBM, shared-bottom and the oracle (binary tasks with a ground-truth
-score; `with_oracle` shows it whatever `oracle_report.is_ceiling` says, this report marks an oracle
-that is only the event probability, no ceiling, with `*`); the best model per row (higher is better, MAE lower), the PLE - LightGBM
-gap (for binary AUC with +-1.96 sqrt(se_PLE^2 + se_LGBM^2), Hanley-McNeil, unpaired - wider than a
-paired interval), the mean binary AUC per model; also, as the asset does, the SPEC 3.6 routing
-from validation metrics and the teacher sanity verdict. With 1-2 epochs the networks are far from
-the asset's 12-epoch budget: the quality table is what that budget buys, not the teacher's ceiling.
-
-The inputs are built once, not timed in any ratio, by `bench_leakage`'s build (imported from it,
-three children: calibration on the embedded sample + `generate` v4 | `candidate_labels`,
-`split_assignments`, the task screen -> `task_labels`, `oracle_report` | `fit_pipeline` +
-`transform` + `feature_schema`), which writes features / tasks / splits / oracle / schema parquet
-into a temporary directory or `--inputs-dir DIR` (kept; reused when built for the same
-`--customers`, also by or from bench_leakage). Each measured child loads the inputs and builds the
-design matrix (`design`) before its clock starts (its resident size then is `setup_rss_gib`).
-
-Each measurement runs in its own fresh child process (a new interpreter): peak memory is VmHWM
-from /proc/self/status read inside the child, cross-checked by the parent polling the child's
-VmRSS; the parent also records the other processes' CPU use meanwhile (in cores; above 0.25 the
-timing is flagged as disturbed) and waits up to `--wait-idle-min` for the machine to go quiet
-before each measurement. Timings are never asserted. Result: `benchmarks/results/bench_teacher.json`
-with the git SHA (`git rev-parse HEAD`, or "uncommitted").
-
-If the build or the PLE child at N passes the memory guard (`--max-rss-gib`) or the time limit
-(`--timeout-min`), the size is halved and retried; the JSON and the printout say so.
+Baseline: the shared-bottom MLP of `baseline_models`, trained by the same loop with the same
+TrainConfig in the same run (per-task LightGBM is timed beside it, outside the ratio). Details and
+latest figures: benchmarks/README.md.
 
 Run:  .venv/bin/python benchmarks/bench_teacher.py [--customers 200000] [--epochs 2]
 """
@@ -63,55 +12,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import math
 import os
-import platform
-import subprocess
-import sys
 import time
-import types
 from pathlib import Path
 
-import bench_leakage as bl
-from benchlib import _cpu_model, _proc_kib, _rss_gib, git_sha, inputs_workdir, run_guarded
+import benchlib as bl
+from benchlib import DISTURBED_CORES, VERSION, Stages, fmt, load_design, peaks, rss_gib, write_predictions, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "bench_teacher.json"
-VERSION = bl.VERSION
-DISTURBED_CORES = bl.DISTURBED_CORES
+RESULT = bl.RESULTS / "bench_teacher.json"
 NETS = ("ple", "shared_bottom")
 MODEL_OF = {"ple": "teacher", "shared_bottom": "shared_bottom", "lightgbm": "lightgbm"}  # the asset's model names
 
 
 # ------------------------------------------------------------------ child side
-
-
-def _load(workdir: Path):
-    """The kept tasks' specs and the design matrix, as the teacher assets build them."""
-    import polars as pl
-
-    from finai_assets.lib import teacher as tl
-
-    features = pl.read_parquet(workdir / "features.parquet")
-    labels = pl.read_parquet(workdir / "tasks.parquet")  # ncodpers, split, the kept tasks in decision order
-    kept = [c for c in labels.columns if c not in ("ncodpers", "split")]
-    specs = tl.task_specs(pl.DataFrame({"task": kept, "decision": ["kept"] * len(kept)}))
-    data = tl.design(features, labels, specs)
-    return data, specs
-
-
-def _write_predictions(workdir: Path, kind: str, data, specs, preds_by_split: dict) -> None:
-    import polars as pl
-
-    from finai_assets.lib import teacher as tl
-
-    frames = []
-    for split, preds in preds_by_split.items():
-        frames.append(tl.prediction_frame(data.ncodpers[data.split == split], preds, specs))
-    staging = workdir / f".pred_{kind}.parquet"  # renamed when whole: a child killed meanwhile leaves the last one
-    pl.concat(frames).write_parquet(staging)
-    staging.replace(workdir / f"pred_{kind}.parquet")
 
 
 def child_net(workdir: Path, kind: str, epochs: int, threads: int, seed: int) -> None:
@@ -122,26 +36,20 @@ def child_net(workdir: Path, kind: str, epochs: int, threads: int, seed: int) ->
     from finai_assets.lib.ple.model import PLE, PLEConfig
     from finai_assets.lib.ple.train import Split, TrainConfig, evaluate, predict
 
-    stage = bl._Stages(workdir / f"{kind}_progress.jsonl")
-    data, specs = _load(workdir)
+    stage = Stages(workdir / f"{kind}_progress.jsonl")
+    data, specs = load_design(workdir)
     routing = tl.routing_schema(pl.read_parquet(workdir / "schema.parquet")) if kind == "ple" else None
     model_config = PLEConfig() if kind == "ple" else None
     config = TrainConfig(epochs=epochs, patience=epochs, threads=threads, seed=seed)
     X_test, _ = data.rows("test")
     val = Split(*data.rows("val"))
     import torch._dynamo  # noqa: F401  the optimiser's first construction imports it (~1 s): an import, not training
-    setup_rss = _rss_gib()
+    setup_rss = rss_gib()
 
     marks: list[tuple[float, str]] = []
     t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        marks.append((time.perf_counter() - t0, msg))
-        with open(workdir / f"{kind}_progress.jsonl", "a") as fh:
-            fh.write(json.dumps({"stage": "train", "event": "log", "t": round(marks[-1][0], 2), "msg": msg}) + "\n")
-
     with stage("train"):
-        result = tl.train_model(kind, data, specs, routing, model_config, config, log)
+        result = tl.train_model(kind, data, specs, routing, model_config, config, bl.logger(workdir, kind, t0, marks))
     train_wall = time.perf_counter() - t0
     ends = [t for t, m in marks if m.startswith("epoch ")]
     epoch_s = [b - a for a, b in zip([0.0, *ends[:-1]], ends)]
@@ -155,7 +63,7 @@ def child_net(workdir: Path, kind: str, epochs: int, threads: int, seed: int) ->
         test_preds = predict(model, X_test, specs, result.target_scaling)
         infer_s = time.perf_counter() - t
     val_preds = predict(model, val.X, specs, result.target_scaling)
-    _write_predictions(workdir, kind, data, specs, {"val": val_preds, "test": test_preds})
+    write_predictions(workdir, kind, data, specs, {"val": val_preds, "test": test_preds})
     epochs_run = len(result.history)
     steps_s = sum(max(e - val_scoring_s, 1e-9) for e in epoch_s)
     out = {
@@ -189,97 +97,21 @@ def child_net(workdir: Path, kind: str, epochs: int, threads: int, seed: int) ->
         "config": {"train": {k: getattr(config, k) for k in config.__dataclass_fields__},
                    "model": None if model_config is None else {k: getattr(model_config, k) for k in model_config.__dataclass_fields__}},
         "stages": stage.seconds,
-        **bl._peaks(),
+        **peaks(),
     }
-    (workdir / f"{kind}.json").write_text(json.dumps(out, default=list))
-
-
-def child_lightgbm(workdir: Path, threads: int, seed: int) -> None:
-    import inspect
-
-    from finai_assets.lib.ple.baselines import fit_lightgbm_baselines, predict_lightgbm
-
-    stage = bl._Stages(workdir / "lightgbm_progress.jsonl")
-    data, specs = _load(workdir)
-    train, val = data.rows("train"), data.rows("val")
-    X_test, _ = data.rows("test")
-    defaults = inspect.signature(fit_lightgbm_baselines).parameters
-    setup_rss = _rss_gib()
-    with stage("fit (all tasks)"):
-        t = time.perf_counter()
-        boosters = fit_lightgbm_baselines(*train, *val, specs, seed=seed, threads=threads)
-        wall = time.perf_counter() - t
-    with stage("inference on the test split"):
-        t = time.perf_counter()
-        test_preds = predict_lightgbm(boosters, X_test, specs)
-        infer_s = time.perf_counter() - t
-    _write_predictions(workdir, "lightgbm", data, specs, {"val": predict_lightgbm(boosters, val[0], specs), "test": test_preds})
-    out = {
-        "kind": "lightgbm",
-        "setup_rss_gib": round(setup_rss, 3),
-        "finai_assets_path": str(Path(fit_lightgbm_baselines.__code__.co_filename).resolve().parents[3]),
-        "population": int(data.X.shape[0]),
-        "train_rows": int(train[0].shape[0]),
-        "wall_s": round(wall, 3),
-        "threads": threads,
-        # lgb.train keeps the trees up to the best iteration (current_iteration == best_iteration); early stopping ran
-        # `early_stopping` rounds past it unless the round cap came first
-        "rounds": {t: {"best": int(b.best_iteration), "kept": int(b.current_iteration())} for t, b in boosters.items()},
-        "max_rounds": defaults["max_rounds"].default,
-        "early_stopping": defaults["early_stopping"].default,
-        "infer_test_s": round(infer_s, 3),
-        "infer_rows_per_s": round(X_test.shape[0] / infer_s, 1),
-        "stages": stage.seconds,
-        **bl._peaks(),
-    }
-    (workdir / "lightgbm.json").write_text(json.dumps(out))
+    write_record(workdir, kind, out)
 
 
 # ------------------------------------------------------------------ parent side
 
 
-def run_child(kind: str, workdir: Path, n: int, args) -> dict:
-    """One measured child in a fresh interpreter; memory and time guarded from outside."""
-    waited = bl.wait_idle(args.wait_idle_min * 60) if args.wait_idle_min > 0 else 0.0
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--workdir", str(workdir),
-           "--customers", str(n), "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed)]
-    out = run_guarded(cmd, workdir / f"{kind}.json", args.max_rss_gib, args.timeout_min, workdir / f"{kind}_progress.jsonl")
-    return out | {"kind": out.get("kind", kind), "customers": n, "waited_for_idle_s": waited}
-
-
 def measure(kind: str, workdir: Path, n: int, args) -> dict:
-    """`run_child`, rerun up to --rerun-disturbed times while other processes' CPU use passes
-    DISTURBED_CORES (threads = all cores: any other load stalls the thread pools, many times over);
-    a run that passed the time limit while disturbed is rerun too, not taken as too big. The least
-    disturbed successful attempt is kept, all attempts are summarised in its `attempts`."""
-    attempts = []
-    for i in range(1 + max(0, args.rerun_disturbed)):
-        r = run_child(kind, workdir, n, args)
-        attempts.append(r)
-        disturbed = r["other_cpu_cores"] > DISTURBED_CORES
-        if not disturbed or not (r["ok"] or r.get("timed_out")):
-            break
-        if i < args.rerun_disturbed:
-            what = "disturbed" if r["ok"] else f"{r['reason']} while disturbed"
-            print(f"  {what} (other processes {r['other_cpu_cores']:.2f} cores); measuring {kind} again ...", flush=True)
-    ok = [a for a in attempts if a["ok"]]
-    if not ok:
-        return attempts[-1] | {"attempts": [{k: a.get(k) for k in ("ok", "reason", "elapsed_s", "other_cpu_cores")} for a in attempts]}
-    # the predictions on disk are the last attempt's: the seeded runs are deterministic (same code, threads, seed)
-    best = min(ok, key=lambda a: a["other_cpu_cores"])
-    best["attempts"] = [{k: a.get(k) for k in ("ok", "reason", "elapsed_s", "wall_s", "train_s", "s_per_epoch", "other_cpu_cores",
-                                                "child_cpu_cores", "waited_for_idle_s")} for a in attempts]
-    return best
-
-
-def _source_state() -> dict:
-    """Which library code ran: HEAD and the uncommitted changes under finai_assets/ (if any)."""
-    try:
-        r = subprocess.run(["git", "status", "--porcelain", "--", "finai_assets"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = [line[3:] for line in r.stdout.splitlines()]
-    except (subprocess.CalledProcessError, OSError):
-        dirty = None
-    return {"root": str(ROOT), "finai_assets_dirty": dirty}
+    """A measured child, rerun (at most --rerun-disturbed times) while other processes disturbed
+    it: threads = all cores, so any other load stalls the thread pools many times over."""
+    extra = ["--customers", str(n), "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed)]
+    return bl.least_disturbed(
+        lambda: bl.run_child(Path(__file__), kind, workdir, extra, args.max_rss_gib, args.timeout_min, args.wait_idle_min),
+        args.rerun_disturbed, kind) | {"customers": n}
 
 
 HIGHER_BETTER = {"auc": True, "f1_macro": True, "ndcg@3": True, "r2": True, "mae": False}
@@ -293,8 +125,7 @@ def quality(workdir: Path) -> dict:
     from finai_assets.lib import teacher as tl
 
     labels = pl.read_parquet(workdir / "tasks.parquet")
-    kept = [c for c in labels.columns if c not in ("ncodpers", "split")]
-    specs = tl.task_specs(pl.DataFrame({"task": kept, "decision": ["kept"] * len(kept)}))
+    specs = bl.task_specs_of(labels)
     preds = {MODEL_OF[k]: pl.read_parquet(workdir / f"pred_{k}.parquet") for k in ("ple", "lightgbm", "shared_bottom")}
     oracle = pl.read_parquet(workdir / "oracle.parquet")
     test = tl.with_oracle(tl.evaluate_models(labels, preds, specs, "test"), oracle)
@@ -341,12 +172,6 @@ def quality(workdir: Path) -> dict:
 
 
 MODEL_NAME = {"teacher": "ple"}
-
-
-def _fmt(v, width: int = 9, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return f"{'-':>{width}}"
-    return f"{v:>{width}.{digits}f}"
 
 
 def report_text(res: dict) -> str:
@@ -424,9 +249,9 @@ def report_text(res: dict) -> str:
               f"{'best':>10}{'PLE-LGBM':>10}{'+-':>8}{'rows':>9}"]
     for row in q["rows"]:
         best = {"teacher": "PLE", "lightgbm": "LightGBM", "shared_bottom": "shared-b", None: "-"}[row["best"]]
-        lines.append(f"{row['task']:26}{row['type']:>11}{row['metric']:>9}{_fmt(row['ple'])}{_fmt(row['lightgbm'])}"
-                     f"{_fmt(row['shared_bottom'])}{_fmt(row['oracle'])}{'*' if row.get('oracle_is_ceiling') is False else ' '}{best:>9}{_fmt(row['ple_minus_lightgbm'], 10)}"
-                     f"{_fmt(row['gap_ci95'], 8, 4)}{row['test_rows']:>9,}")
+        lines.append(f"{row['task']:26}{row['type']:>11}{row['metric']:>9}{fmt(row['ple'])}{fmt(row['lightgbm'])}"
+                     f"{fmt(row['shared_bottom'])}{fmt(row['oracle'])}{'*' if row.get('oracle_is_ceiling') is False else ' '}{best:>9}{fmt(row['ple_minus_lightgbm'], 10)}"
+                     f"{fmt(row['gap_ci95'], 8, 4)}{row['test_rows']:>9,}")
     m = q["mean_binary_auc"]
     lines.append(f"mean binary AUC over {q['binary_tasks']} tasks: PLE {m.get('ple', math.nan):.4f}, LightGBM "
                  f"{m.get('lightgbm', math.nan):.4f}, shared-bottom {m.get('shared_bottom', math.nan):.4f}")
@@ -445,7 +270,7 @@ def report_text(res: dict) -> str:
     if w["lightgbm_ahead"]:
         lines.append("  LightGBM ahead of PLE (primary metric, gap): " + ", ".join(
             f"{t} {g:+.4f}" for t, g in w["lightgbm_ahead"]))
-    lines.append("routing from validation (SPEC 3.6): " + ", ".join(f"{r['task']} {r['route']}" for r in q["routing"]))
+    lines.append("routing from validation: " + ", ".join(f"{r['task']} {r['route']}" for r in q["routing"]))
     failed = [x for x in q["sanity"] if not x["passed"]]
     lines.append("teacher sanity (test): " + ("all tasks pass" if not failed else
                  "FAILS " + "; ".join(f"{x['task']}: {x['reason']}" for x in failed)))
@@ -496,39 +321,26 @@ def main() -> None:
     if args.child in NETS:
         return child_net(args.workdir, args.child, args.epochs, args.threads, args.seed)
     if args.child == "lightgbm":
-        return child_lightgbm(args.workdir, args.threads, args.seed)
+        return bl.child_lightgbm(args.workdir, args.threads, args.seed)
 
-    import lightgbm
-    import numpy
-    import polars
-    import sklearn
-    import torch
-
-    # bench_leakage's build children, with this run's guards (no baseline budget: not passed on)
-    build_args = types.SimpleNamespace(calibration_customers=args.calibration_customers, seed=args.seed, baseline_budget_s=None,
-                                       timeout_min=args.timeout_min, max_rss_gib=args.max_rss_gib, wait_idle_min=0.0)
     started = dt.datetime.now(dt.timezone.utc)
-    source = _source_state()
+    source = bl.source_state()
     with contextlib.ExitStack() as stack:
-        workdir = inputs_workdir(stack, args.inputs_dir, "bench_teacher_")
-        n, failed = args.customers, []
-        while True:
-            print(f"build: {VERSION} inputs at {n:,} customers (bench_leakage's build; not timed in any ratio) ...", flush=True)
-            build = bl.build_inputs(workdir, n, build_args)
-            ple = None
-            if build["ok"]:
-                print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; "
-                      f"{build['features']} features x {len(build['kept_tasks'])} kept tasks", flush=True)
-                print(f"PLE teacher: {args.epochs} epochs at {n:,} customers, {args.threads} threads ...", flush=True)
-                ple = measure("ple", workdir, n, args)
-                if ple["ok"]:
-                    break
-            failure = ple if ple is not None else build
-            failed.append(failure)
-            print(f"  failed: {failure['kind']}: {failure['reason']} (stage {failure.get('stage')!r})", flush=True)
-            if n // 2 < args.min_customers:
-                raise SystemExit(f"failed down to {n:,} customers: {failure['reason']}\n{failure.get('stderr_tail', '')}")
-            n //= 2
+        workdir = bl.inputs_workdir(stack, args.inputs_dir, "bench_teacher_")
+        built = {}
+
+        def attempt(n: int) -> dict:
+            print(f"build: {VERSION} inputs at {n:,} customers (not timed in any ratio) ...", flush=True)
+            built["build"] = build = bl.build_inputs(workdir, n, args.calibration_customers, args.max_rss_gib, args.timeout_min)
+            if not build["ok"]:
+                return build
+            print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; "
+                  f"{build['features']} features x {len(build['kept_tasks'])} kept tasks", flush=True)
+            print(f"PLE teacher: {args.epochs} epochs at {n:,} customers, {args.threads} threads ...", flush=True)
+            return measure("ple", workdir, n, args)
+
+        n, ple, failed = bl.halve_until_ok(args.customers, args.min_customers, attempt)
+        build = built["build"]
         print(f"  {ple['s_per_epoch']:.1f} s/epoch, {ple['samples_per_s']:,.0f} samples/s, peak {ple['peak_rss_gib']:.2f} GiB", flush=True)
         print(f"shared-bottom MLP: {args.epochs} epochs at {n:,} customers ...", flush=True)
         sb = measure("shared_bottom", workdir, n, args)
@@ -542,20 +354,12 @@ def main() -> None:
         print(f"  {lgb['wall_s']:.1f} s, peak {lgb['peak_rss_gib']:.2f} GiB", flush=True)
         print("quality on the test split (the asset's evaluate_models / with_oracle / comparison) ...", flush=True)
         q = quality(workdir)
-    note = None
-    if failed:
-        f0 = failed[0]
-        note = (f"{args.customers:,} customers did not complete ({f0['kind']}: {f0['reason']}, in stage "
-                f"{f0.get('stage')!r}); measured at {n:,}, the largest size tried that did")
-    if args.note:
-        note = f"{args.note}; {note}" if note else args.note
+    note = bl.join_notes(args.note, bl.halving_note(args.customers, n, failed))
     m = {"ple": ple, "shared_bottom": sb, "lightgbm": lgb}
     res = {
-        "benchmark": "bench_teacher",
-        "git_sha": git_sha(),
+        **bl.result_head("bench_teacher", started),
         "source": {**source, "finai_assets_imported_from": sorted({m[k]["finai_assets_path"] for k in m}),
-                   "finai_assets_dirty_at_end": _source_state()["finai_assets_dirty"]},
-        "started_utc": started.isoformat(timespec="seconds"),
+                   "finai_assets_dirty_at_end": bl.source_state()["finai_assets_dirty"]},
         "version": VERSION,
         "customers_requested": args.customers,
         "customers_measured": n,
@@ -596,21 +400,10 @@ def main() -> None:
         "wins": _wins(q),
         "disturbed": [k for k in m if m[k]["other_cpu_cores"] > DISTURBED_CORES],
         "disturbed_cores_threshold": DISTURBED_CORES,
-        "failed_attempts": [{k: v for k, v in a.items() if k != "stderr_tail"} for a in failed],
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu": _cpu_model(),
-            "mem_total_gib": round((_proc_kib("/proc/meminfo", "MemTotal") or 0) / 1024**2, 1),
-            "platform": platform.platform(),
-        },
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightgbm": lightgbm.__version__,
-                     "polars": polars.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__},
+        "failed_attempts": bl.failed_attempts(failed),
+        "versions": bl.versions("torch", "lightgbm", "polars", "numpy", "sklearn"),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=2, default=list) + "\n")
-    print()
-    print(report_text(res))
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    bl.write_result(res, args.output, report_text)
 
 
 if __name__ == "__main__":
