@@ -4,7 +4,7 @@ Each entry carries `seq` (primary key, 1, 2, ...), `prev_hash` (the previous ent
 "GENESIS" for the first) and `hmac` (HMAC-SHA256 with the key over the canonical JSON of every
 other field). An entry's hash is the sha256 of its canonical JSON including the HMAC.
 
-Unlike the reference (reference-system.md 7.2), the chain head is read from the database on every
+The chain head (docs/defects.md#audit-chain-restarts) is read from the database on every
 append, never kept in process memory; appends are serialized by an OS file lock
 (`<path>.lock`) and fail closed. After each append an anchor file `<path>.head.json` records
 the head (seq, entry hash) under its own HMAC, so deleting the tail is detectable; callers also

@@ -5,7 +5,7 @@ shares. Bins come from the reference only: a column with at most `bins` distinct
 is binned by value (a current value the reference never held gets its own bin, so new categories
 show up as drift); otherwise by the reference's quantiles (the outer bins are open-ended). Nulls
 are a bin of their own, so a column that goes missing drifts. Shares are floored at EPSILON so an
-empty bin gives a large but finite PSI. Thresholds (SPEC 5): 0.10 warn, 0.25 breach.
+empty bin gives a large but finite PSI. Thresholds: 0.10 warn, 0.25 breach.
 """
 
 from __future__ import annotations

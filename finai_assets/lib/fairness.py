@@ -1,4 +1,4 @@
-"""Fairness across the five protected attributes (SPEC 3.7, thresholds SPEC 5).
+"""Fairness across the five protected attributes (thresholds: docs/thresholds.md#fairness).
 
 protected groups (income quintiles fitted on train customers) -> validation against the declared
 groups -> per binary task x model x operating point, on the labelled test rows: per group
@@ -24,26 +24,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import zlib
 
 import numpy as np
 import polars as pl
 
-from finai_assets.lib.schema import AGE_BAND_EDGES, AGE_BANDS, PROVINCES, REGIONS
-
-MISSING = "missing"
-INCOME_BANDS: tuple[str, ...] = tuple(f"Q{q}" for q in range(1, 6))
-DECLARED_GROUPS: dict[str, tuple[str, ...]] = {
-    "gender": ("H", "V", MISSING),
-    "age_band": AGE_BANDS,
-    "region": (*REGIONS, MISSING),
-    "income_band": (*INCOME_BANDS, MISSING),
-    "residency": ("domestic", "foreign"),
-}
-ATTRIBUTE_PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(sorted(DECLARED_GROUPS), 2))
-SNAPSHOT_COLUMNS: tuple[str, ...] = ("ncodpers", "sexo", "age", "cod_prov", "renta", "indext", "pais_residencia")
+from finai_assets.lib.protected import (
+    ATTRIBUTE_PAIRS,
+    DECLARED_GROUPS,
+    disparate_impact,
+    fit_income_edges,
+    protected_groups,
+    validate_groups,
+)
 
 OPERATING_POINTS: tuple[str, ...] = ("threshold", "top_k")
 LABELS = "labels"  # the labels as a "model": they select exactly the positives
@@ -66,7 +60,7 @@ SUMMARY_COLUMNS = ("task", "model", "operating_point", "attribute", "di", "di_ci
 
 @dataclasses.dataclass(frozen=True)
 class FairnessConfig:
-    """SPEC 3.7 / 5 defaults. Decisions: `threshold` = calibrated p >= threshold; `top_k` = the
+    """Defaults. Decisions: `threshold` = calibrated p >= threshold; `top_k` = the
     ceil(top_k_percent % x n) highest scores among the task's labelled test rows (ties: lower
     ncodpers first)."""
 
@@ -91,7 +85,7 @@ class FairnessConfig:
         if not 0 < self.top_k_percent < 100:
             problems.append(f"top_k_percent must be in (0, 100), got {self.top_k_percent!r}")
         if not (isinstance(self.resamples, int) and MIN_RESAMPLES <= self.resamples <= MAX_RESAMPLES):
-            problems.append(f"resamples must be an int in [{MIN_RESAMPLES}, {MAX_RESAMPLES}] (SPEC 3.7), "
+            problems.append(f"resamples must be an int in [{MIN_RESAMPLES}, {MAX_RESAMPLES}] (vectorised bootstrap), "
                             f"got {self.resamples!r}")
         if not (isinstance(self.seed, int) and self.seed >= 0):
             problems.append(f"seed must be an int >= 0, got {self.seed!r}")
@@ -105,86 +99,6 @@ class FairnessConfig:
                             f"got {self.check_operating_point!r}")
         if problems:
             raise ValueError("invalid FairnessConfig: " + "; ".join(problems))
-
-
-# ------------------------------------------------------------------ protected groups
-
-
-def fit_income_edges(renta_train: pl.Series) -> list[float]:
-    """The 4 inner quintile edges of `renta` over the train customers' non-null values."""
-    values = renta_train.drop_nulls().cast(pl.Float64).to_numpy()
-    if np.isnan(values).any():
-        raise ValueError("renta_train holds NaN: missing incomes must be null (they form the 'missing' band)")
-    if values.size < len(INCOME_BANDS):
-        raise ValueError(f"fit_income_edges needs at least {len(INCOME_BANDS)} non-null train renta values, "
-                         f"got {values.size}: pass the renta of every train customer")
-    edges = np.quantile(values, [0.2, 0.4, 0.6, 0.8])
-    if not (np.diff(edges) > 0).all():
-        raise ValueError(f"train renta quintile edges are not strictly increasing ({edges.tolist()}): too many "
-                         "tied incomes for five income bands; check the renta column")
-    return edges.tolist()
-
-
-def protected_groups(snapshot_at_cutoff: pl.DataFrame, income_edges: list[float]) -> pl.DataFrame:
-    """ncodpers + the group (string) of each protected attribute (SPEC 3.7). Missing sexo,
-    cod_prov or renta form the group "missing"; income bands are [edge_i, edge_i+1) of the
-    train-fitted `income_edges`; residency is foreign when indext = S or pais_residencia != ES
-    (a null counts as neither), domestic otherwise."""
-    absent = [c for c in SNAPSHOT_COLUMNS if c not in snapshot_at_cutoff.columns]
-    if absent:
-        raise ValueError(f"snapshot_at_cutoff lacks columns {absent}: pass the snapshot rows at the cutoff")
-    edges = np.asarray(income_edges, dtype=float)
-    if edges.shape != (len(INCOME_BANDS) - 1,) or not np.isfinite(edges).all() or not (np.diff(edges) > 0).all():
-        raise ValueError(f"income_edges must be {len(INCOME_BANDS) - 1} finite increasing values from "
-                         f"fit_income_edges(train renta), got {list(income_edges)}")
-    if snapshot_at_cutoff["ncodpers"].is_duplicated().any():
-        raise ValueError("snapshot_at_cutoff has several rows per ncodpers: filter it to the cutoff month")
-    null_age = snapshot_at_cutoff["age"].null_count()
-    if null_age:
-        raise ValueError(f"{null_age} customers have no age and age_band declares no missing group: fix age upstream")
-    if snapshot_at_cutoff["renta"].cast(pl.Float64).is_nan().any():
-        raise ValueError("renta holds NaN: missing incomes must be null")
-    unknown = snapshot_at_cutoff.filter(~pl.col("cod_prov").is_in(list(PROVINCES)))["cod_prov"].unique().sort()
-    if unknown.len():
-        raise ValueError(f"unknown cod_prov codes {unknown.to_list()}: not Spanish INE province codes 1-52 "
-                         "(schema.PROVINCES); fix cod_prov upstream")
-    region = {code: reg for code, (_, reg) in PROVINCES.items()}
-    foreign = (pl.col("indext") == "S").fill_null(False) | (pl.col("pais_residencia") != "ES").fill_null(False)
-    return snapshot_at_cutoff.select(
-        "ncodpers",
-        gender=pl.col("sexo").cast(pl.Utf8).fill_null(MISSING),
-        age_band=pl.col("age").cut(list(AGE_BAND_EDGES), labels=list(AGE_BANDS), left_closed=True).cast(pl.Utf8),
-        region=pl.col("cod_prov").replace_strict(region, default=None, return_dtype=pl.Utf8).fill_null(MISSING),
-        income_band=pl.col("renta").cut(edges.tolist(), labels=list(INCOME_BANDS), left_closed=True)
-        .cast(pl.Utf8).fill_null(MISSING),
-        residency=pl.when(foreign).then(pl.lit("foreign")).otherwise(pl.lit("domestic")),
-    )
-
-
-def validate_groups(groups: pl.DataFrame, declared: dict[str, tuple[str, ...]] = DECLARED_GROUPS) -> None:
-    """Every declared attribute is a column, every declared group occurs in it and every value
-    is declared (SPEC 3.7: a declared attribute or group that does not exist is an error)."""
-    absent = [a for a in declared if a not in groups.columns]
-    if absent:
-        raise ValueError(f"declared attributes {absent} are not columns of the groups table: build it with "
-                         "protected_groups()")
-    problems = []
-    for attribute, names in declared.items():
-        values = groups[attribute]
-        if values.null_count():
-            problems.append(f"{attribute}: {values.null_count()} null values (a missing value is the group "
-                            f"'{MISSING}' where declared)")
-        present = set(values.drop_nulls().unique().to_list())
-        undeclared = sorted(present - set(names))
-        if undeclared:
-            problems.append(f"{attribute}: values {undeclared} are not declared groups {list(names)}; fix the "
-                            "data or declare them")
-        missing = [g for g in names if g not in present]
-        if missing:
-            problems.append(f"{attribute}: declared groups {missing} are absent from the data; the data must "
-                            "carry every group (SPEC 3.7) or the declaration is wrong")
-    if problems:
-        raise ValueError("protected groups do not match the declaration: " + "; ".join(problems))
 
 
 # ------------------------------------------------------------------ decisions and the bootstrap
@@ -406,14 +320,11 @@ def _count(codes: np.ndarray, n_groups: int, y: np.ndarray, decisions: dict[tupl
 
 
 def _spread(rates: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """min/max ratio (0 when the max is 0) and max - min over the `used` groups (last axis);
-    NaN where a used group has no rate (absent from that resample)."""
+    """Disparate impact and max - min over the `used` groups (last axis); NaN where a used group
+    has no rate (absent from that resample)."""
     values = rates[..., used]
     high, low = values.max(axis=-1), values.min(axis=-1)
-    ratio = np.zeros_like(high)
-    np.divide(low, high, out=ratio, where=high > 0)
-    ratio[np.isnan(high)] = np.nan
-    return ratio, high - low
+    return disparate_impact(low, high), high - low
 
 
 def _evaluate(task: str, attribute: str, names: list[str], counts: _Counts,
@@ -521,36 +432,6 @@ def _nan_to_null(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def _single_attributes() -> list[tuple[str, ...]]:
-    return [(a,) for a in DECLARED_GROUPS]
-
-
-def group_metrics(groups: pl.DataFrame, labels: pl.DataFrame, scores: dict[str, pl.DataFrame],
-                  config: FairnessConfig = FairnessConfig()) -> pl.DataFrame:
-    """Per task x model (and "labels") x operating point x attribute x declared group, on the
-    labelled test rows: n, positives, selection rate, TPR with bootstrap CIs, status (GROUP_COLUMNS).
-
-    groups: ncodpers + the five attribute columns of the test customers; labels: ncodpers + one
-    0/1/null column per binary task, the same customers; scores: model -> ncodpers + p_<task>,
-    covering at least those customers."""
-    return _tables(*_aligned(groups, labels, scores), config, _single_attributes())[0]
-
-
-def attribute_summary(groups: pl.DataFrame, labels: pl.DataFrame, scores: dict[str, pl.DataFrame],
-                      config: FairnessConfig = FairnessConfig()) -> pl.DataFrame:
-    """Per task x model x operating point x attribute: DI, SPD, EOD over the sufficient groups
-    with bootstrap CIs, the labels' DI and SPD, the verdicts and status (SUMMARY_COLUMNS)."""
-    return _tables(*_aligned(groups, labels, scores), config, _single_attributes())[1]
-
-
-def intersections(groups: pl.DataFrame, labels: pl.DataFrame, scores: dict[str, pl.DataFrame],
-                  config: FairnessConfig = FairnessConfig()) -> dict[str, pl.DataFrame]:
-    """The same for the 10 two-way intersections ("age_band & gender", groups "age_band=<25 &
-    gender=H", every declared combination, empty ones insufficient): {"groups", "summary"}."""
-    group_table, summary = _tables(*_aligned(groups, labels, scores), config, list(ATTRIBUTE_PAIRS))
-    return {"groups": group_table, "summary": summary}
-
-
 def attribute_checks(summary: pl.DataFrame, config: FairnessConfig = FairnessConfig(), model: str = "student"
                      ) -> pl.DataFrame:
     """One row per protected attribute: passed when every binary task at the check operating
@@ -565,7 +446,7 @@ def attribute_checks(summary: pl.DataFrame, config: FairnessConfig = FairnessCon
         if tasks.is_empty():
             raise ValueError(f"summary has no rows for model {model!r}, operating point "
                              f"{config.check_operating_point!r}, attribute {attribute!r}: pass that model's scores "
-                             "to attribute_summary")
+                             "to fairness_report")
         failing = tasks.filter(~pl.col("relative_di_pass"))
         worst = tasks.sort(pl.col("relative_di_pass"), pl.col("margin"), nulls_last=False).row(0, named=True)
         below_floor = worst["margin"] is not None and worst["margin"] < 0
@@ -593,7 +474,7 @@ def fairness_report(groups: pl.DataFrame, labels: pl.DataFrame, scores: dict[str
     attributes), "intersections" and "intersection_summary" (the 10 pairs), "checks" (of the
     model "student", which `scores` must hold)."""
     group_table, summary = _tables(*_aligned(groups, labels, scores), config,
-                                   [*_single_attributes(), *ATTRIBUTE_PAIRS])
+                                   [*((a,) for a in DECLARED_GROUPS), *ATTRIBUTE_PAIRS])
     single = pl.col("attribute").is_in(list(DECLARED_GROUPS))
     return {
         "groups": group_table.filter(single),

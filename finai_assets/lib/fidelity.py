@@ -1,7 +1,7 @@
-"""How faithfully each distilled student reproduces its teacher (SPEC 3.6 `fidelity_report`).
+"""How faithfully each distilled student reproduces its teacher (the `fidelity_report` asset).
 
 Only tasks routed to `distil` are judged: a hard-label or rule student never saw the teacher, so a
-gap to it says nothing (the reference gate failed every task until it was scoped like this). All
+gap to it says nothing (docs/defects.md#fidelity-on-undistilled). All
 numbers are on the test split (never used for training, early stopping or calibration).
 
 Tier 1 (blocking), one-sided - a student may beat its teacher:

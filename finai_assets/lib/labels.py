@@ -1,4 +1,4 @@
-"""The 18 candidate labels (SPEC 3.3), their registry, and the customer-level split.
+"""The 18 candidate labels (docs/labels.md), their registry, and the customer-level split.
 
 Cutoff month `c` is inclusive: features see snapshots <= c and transactions with ts before the
 end of day c (`cutoff_instant`). Labels come only from after it: the snapshot at c+1 and the
@@ -15,6 +15,8 @@ import numpy as np
 import polars as pl
 
 from finai_assets.lib.schema import DEFAULT_CUTOFF, PRODUCT_COLUMNS, PRODUCT_GROUPS, PRODUCTS, SEGMENTS, month_date, month_index, product_column
+from finai_assets.lib.stats import stable_hash
+from finai_assets.lib.timeline import cutoff_instant
 
 GROUPS: tuple[str, ...] = tuple(PRODUCT_GROUPS)
 WINDOW = dt.timedelta(days=30)
@@ -23,9 +25,8 @@ NBA_SEED = 20160428
 INCOME_TIER_EDGES = (30_000.0, 80_000.0, 200_000.0)
 TENURE_STAGE_EDGES = (6, 24, 60, 120)
 
-# Time windows a source column is read in; the first three are before the cutoff.
+# The time windows before the cutoff a source column can be read in (the others: "c+1", "W").
 PRE_CUTOFF_WINDOWS = ("at_c", "c-5..c", "before_cutoff")
-POST_CUTOFF_WINDOWS = ("c+1", "W")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,30 +94,13 @@ def month_after(month: dt.date) -> dt.date:
     return month_date(month_index(month) + 1)
 
 
-def cutoff_instant(cutoff: dt.date) -> dt.datetime:
-    """End of the cutoff day: features see transactions strictly before it."""
-    return dt.datetime.combine(cutoff + dt.timedelta(days=1), dt.time())
-
-
-def stable_hash(*keys: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 over integer keys: the same on every machine and library version."""
-    x = np.full(len(keys[0]), np.uint64(seed), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for key in keys:
-            x = x ^ (np.asarray(key).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
-            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            x = x ^ (x >> np.uint64(31))
-    return x
-
-
 def _product_count(prefix: str = "") -> pl.Expr:
     return pl.sum_horizontal(pl.col(f"{prefix}{c}").fill_null(0) for c in PRODUCT_COLUMNS)
 
 
 def candidate_labels(snapshots: pl.DataFrame, transactions: pl.DataFrame, cutoff: dt.date = DEFAULT_CUTOFF) -> pl.DataFrame:
     """One row per customer present at the cutoff: `present_next` and the 18 candidates (null
-    where SPEC 3.3 says). `next_mcc` is the raw MCC code here: its class (top-49 + other) needs
+    where the label semantics say). `next_mcc` is the raw MCC code here: its class (top-49 + other) needs
     the vocabulary fitted on the train split."""
     nxt = month_after(cutoff)
     at_c = snapshots.filter(pl.col("fecha_dato") == cutoff)

@@ -1,4 +1,4 @@
-"""Oracle ceilings and the leakage screen of the feature table (SPEC 3.4).
+"""Oracle ceilings and the leakage screen of the feature table.
 
 The oracle is the ground truth's own probability of each event: the best any model could do.
 The leakage report has five blocking parts:
@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from finai_assets.lib.labels import CANDIDATES, PRODUCT_LABELS
-from finai_assets.lib.synthetic_checks import column_codes, conditional_entropy_ratio
+from finai_assets.lib.stats import column_codes, conditional_entropy_ratio, stable_hash
 
 # Kept task -> the ground-truth column holding its true probability or expectation.
 ORACLE_SCORES: dict[str, str] = {
@@ -191,7 +191,6 @@ def proxy_probe(features: pl.DataFrame, attributes: pl.DataFrame, seed: int = 0)
     of customers (by id hash), AUC on the rest. High AUC = the features carry a proxy."""
     import lightgbm as lgb
 
-    from finai_assets.lib.labels import stable_hash
 
     joined = attributes.join(features, on="ncodpers")
     names = [c for c in features.columns if c != "ncodpers"]

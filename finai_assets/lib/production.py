@@ -1,4 +1,4 @@
-"""Production months scored by the champion (SPEC 3.8), without Dagster.
+"""Production months scored by the champion, without Dagster.
 
 - `register_candidate` puts a build's feature pipeline, students, teacher checkpoint and a
   training-feature sample into the registry; `load_champion` takes them back out, verified.
@@ -22,17 +22,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from finai_assets.lib import distillation as dl
 from finai_assets.lib import fairness as fair
 from finai_assets.lib import features as feat
 from finai_assets.lib import labels as lab
+from finai_assets.lib import protected as prot
+from finai_assets.lib import student_tables as dl
 from finai_assets.lib import teacher as tl
 from finai_assets.lib.fidelity import expected_calibration_error
 from finai_assets.lib.inbox import month_window
 from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.registry import ModelRegistry
 from finai_assets.lib.schema import month_date, month_index
-from finai_assets.lib.students import Student
+from finai_assets.lib.student_model import Student
 
 TRAINING_SAMPLE_ROWS = 20_000
 LABEL_HISTORY_DAYS = 180
@@ -164,9 +165,9 @@ def protected_groups(snapshots: pl.DataFrame, month: dt.date, income_edges: Sequ
     """The five protected attributes of the customers present at `month` (the champion's
     train-fitted income edges). A value nobody declared is an error; a declared group a month
     lacks is reported with n = 0 (insufficient data), not an error: months are not split."""
-    at_m = snapshots.filter(pl.col("fecha_dato") == month_date(month_index(month))).select(fair.SNAPSHOT_COLUMNS)
-    groups = fair.protected_groups(at_m, list(income_edges))
-    undeclared = {a: sorted(set(groups[a].drop_nulls().unique().to_list()) - set(names)) for a, names in fair.DECLARED_GROUPS.items()}
+    at_m = snapshots.filter(pl.col("fecha_dato") == month_date(month_index(month))).select(prot.SNAPSHOT_COLUMNS)
+    groups = prot.protected_groups(at_m, list(income_edges))
+    undeclared = {a: sorted(set(groups[a].drop_nulls().unique().to_list()) - set(names)) for a, names in prot.DECLARED_GROUPS.items()}
     undeclared = {a: v for a, v in undeclared.items() if v}
     if undeclared:
         raise ValueError(f"protected attribute values {undeclared} are not declared groups; fix the data or declare them")
@@ -188,7 +189,7 @@ def selection_fairness(groups: pl.DataFrame, scores: pl.DataFrame, specs: Sequen
     """Per binary task, operating point (calibrated p >= threshold; top k % of the month's scores)
     and protected group: n, selected, selection rate with a Wilson 95 % interval, status
     (insufficient_data below the minimum group size); per attribute: DI (min/max rate of the
-    sufficient groups; 0 when a group selects nobody) and SPD (max - min), with the four-fifths
+    sufficient groups; 0 when nobody is selected, as in training fairness) and SPD (max - min), with the four-fifths
     verdict. No TPR or EOD: month m's labels arrive with month m+1 (`outcomes`)."""
     binary = [s.name for s in specs if s.type == "binary"]
     if not binary:
@@ -202,8 +203,8 @@ def selection_fairness(groups: pl.DataFrame, scores: pl.DataFrame, specs: Sequen
         decisions = {"threshold": p >= config.threshold,
                      "top_k": fair.top_k_selection(p, frame["ncodpers"].to_numpy(), config.top_k_percent)}
         for point, chosen in decisions.items():
-            per = frame.select(*fair.DECLARED_GROUPS).with_columns(selected=pl.Series(chosen.astype(np.int64)))
-            for attribute, declared in fair.DECLARED_GROUPS.items():
+            per = frame.select(*prot.DECLARED_GROUPS).with_columns(selected=pl.Series(chosen.astype(np.int64)))
+            for attribute, declared in prot.DECLARED_GROUPS.items():
                 counts = pl.DataFrame({"group": list(declared)}).join(
                     per.group_by(attribute).agg(n=pl.len(), selected=pl.col("selected").sum()).rename({attribute: "group"}),
                     on="group", how="left").with_columns(pl.col("n", "selected").fill_null(0))
@@ -221,9 +222,12 @@ def selection_fairness(groups: pl.DataFrame, scores: pl.DataFrame, specs: Sequen
         groups_used=pl.len(), min_rate=pl.col("selection_rate").min(), max_rate=pl.col("selection_rate").max(),
     ).join(table.group_by("task", "operating_point", "attribute").agg(groups_declared=pl.len()),
            on=["task", "operating_point", "attribute"], how="right").with_columns(
-        di=pl.when(pl.col("groups_used") < 2).then(None).when(pl.col("max_rate") == 0).then(None)
-        .otherwise(pl.col("min_rate") / pl.col("max_rate")),
         spd=pl.when(pl.col("groups_used") < 2).then(None).otherwise(pl.col("max_rate") - pl.col("min_rate")),
+    )
+    di = prot.disparate_impact(summary["min_rate"].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+                               summary["max_rate"].cast(pl.Float64).fill_null(float("nan")).to_numpy())
+    summary = summary.with_columns(
+        di=pl.when(pl.col("groups_used").fill_null(0) < 2).then(None).otherwise(pl.Series(di).fill_nan(None)),
     ).with_columns(
         status=pl.when(pl.col("groups_used").fill_null(0) < 2).then(pl.lit(fair.INSUFFICIENT))
         .when(pl.col("max_rate") == 0).then(pl.lit(fair.NO_SELECTION)).otherwise(pl.lit(fair.OK)),

@@ -1,5 +1,5 @@
-"""Champion-challenger promotion (SPEC 3.8; reference-system.md 7.1, whose significance test
-never ran because the per-sample arrays were never passed).
+"""Champion-challenger promotion: the paired significance test always runs on per-sample
+predictions (docs/defects.md#significance-never-ran).
 
 The ladder, first match wins:
 1. force_promote                  -> "force_promote" (promoted; audited as such)

@@ -244,7 +244,6 @@ SAMPLE_DESCRIPTION = (
     "embedded deterministic sample: {n} customers x 17 months (2015-01-28 ... 2016-05-28), "
     "seed {seed}; raw Santander schema with dirt"
 )
-SAMPLE_CUTOFF = dt.date(2016, 4, 28)
 
 
 def demo_production_month(k: int, n_customers: int = 20_000, seed: int = 2016,

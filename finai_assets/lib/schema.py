@@ -20,7 +20,7 @@ def product_column(product: str) -> str:
 
 PRODUCT_COLUMNS: tuple[str, ...] = tuple(product_column(p) for p in PRODUCTS)
 
-# One product-group map serves every product task (SPEC 3.3).
+# One product-group map serves every product task.
 PRODUCT_GROUPS: dict[str, tuple[str, ...]] = {
     "deposits": ("deco", "deme", "dela"),
     "investments": ("fond", "valo", "plan", "cder"),
@@ -87,13 +87,5 @@ PROVINCES: dict[int, tuple[str, str]] = {
 }
 REGIONS: tuple[str, ...] = ("Noroeste", "Noreste", "Madrid", "Centro", "Este", "Sur", "Canarias")
 
-# The five protected attributes of SPEC 3.7 and the raw columns each is built from.
-PROTECTED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "gender": ("sexo",),
-    "age_band": ("age",),
-    "region": ("cod_prov",),
-    "income_band": ("renta",),
-    "residency": ("indext", "pais_residencia"),
-}
 AGE_BAND_EDGES: tuple[int, ...] = (25, 40, 55, 70)
 AGE_BANDS: tuple[str, ...] = ("<25", "25-39", "40-54", "55-69", "70+")

@@ -9,7 +9,6 @@ imported inside the functions that need them.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import polars as pl
 
 from finai_assets.lib.schema import PRODUCT_COLUMNS, PRODUCTS, PROVINCES, SEGMENTS, SNAPSHOT_MONTHS
 from finai_assets.lib.simulate import EVENTS, GROUPS, LATENTS, PRODUCT_GROUP_INDEX, World, simulate, zscore
+from finai_assets.lib.stats import gmm_posterior, gmm_table
 
 N_PERSONAS = 6
 N_MCC = 50
@@ -429,7 +429,7 @@ def sample_profiles(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe
     )
 
 
-# Realistic, moderate dependence of the latents on three protected attributes (SPEC 3.2): the
+# Realistic, moderate dependence of the latents on three protected attributes: the
 # base-rate disparity they induce is checked to stay inside [0.5, 0.95].
 WEALTHY_REGIONS = {"Madrid": 0.6, "Noreste": 0.3, "Este": 0.2}
 
@@ -441,35 +441,6 @@ def _demographic_effects(prof: pl.DataFrame) -> dict[str, np.ndarray]:
         "male": 0.3 * (prof["sexo"] == "V").fill_null(False).to_numpy(),
         "foreign": 1.0 * ((prof["indext"] == "S").fill_null(False) | (prof["pais_residencia"] != "ES").fill_null(False)).to_numpy(),
     }
-
-
-def gmm_table(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> pl.DataFrame:
-    """A fitted Gaussian mixture as a table (one row per component)."""
-    return pl.DataFrame(
-        {
-            "persona": np.arange(len(weights)),
-            "weight": weights,
-            "mean": [list(m) for m in means],
-            "covariance": [list(c.ravel()) for c in covariances],
-        }
-    )
-
-
-def gmm_posterior(gmm: pl.DataFrame, z: np.ndarray) -> np.ndarray:
-    """P(component | z) for a mixture stored by `gmm_table` (numpy / scipy, no sklearn)."""
-    from scipy.stats import multivariate_normal
-
-    g = gmm.sort("persona")
-    d = z.shape[1]
-    logp = np.stack(
-        [
-            np.log(w) + multivariate_normal(np.asarray(m), np.asarray(c).reshape(d, d), allow_singular=True).logpdf(z)
-            for w, m, c in zip(g["weight"], g["mean"], g["covariance"])
-        ],
-        1,
-    )
-    post = np.exp(logp - logp.max(1, keepdims=True))
-    return post / post.sum(1, keepdims=True)
 
 
 def _gmm_posterior_draw(gmm: pl.DataFrame, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -502,7 +473,3 @@ def generate(tables: dict[str, pl.DataFrame], synthesizer, recipe: Recipe, n: in
     profiles = sample_profiles(tables, synthesizer, recipe, n, seed)
     sim = simulate(profiles, world_for(tables, recipe, seed), seed)
     return SyntheticVersion(normalised_snapshots(sim.snapshots), sim.transactions, sim.ground_truth, profiles)
-
-
-def cutoff_index(cutoff: dt.date) -> int:
-    return SNAPSHOT_MONTHS.index(cutoff)

@@ -1,4 +1,4 @@
-"""The checks every synthetic version must pass (SPEC 3.2), with the SPEC 5 thresholds.
+"""The checks every synthetic version must pass, with their default thresholds (docs/thresholds.md).
 
 schema (raw pandera contracts) -> quality (SDMetrics vs the real profile sample) -> privacy
 (distance to closest record, exact matches) -> self-replication (no column a copy or function
@@ -19,18 +19,16 @@ import numpy as np
 import pandera.errors
 import polars as pl
 
+from finai_assets.lib.protected import DECLARED_GROUPS, SNAPSHOT_COLUMNS, disparate_impact, fit_income_edges, protected_groups
 from finai_assets.lib.raw import MAX_AGE, SNAPSHOT_SCHEMA, TRANSACTION_SCHEMA
 from finai_assets.lib.schema import (
-    AGE_BAND_EDGES,
-    AGE_BANDS,
     DEFAULT_CUTOFF,
     PRODUCT_COLUMNS,
     PRODUCT_GROUPS,
-    PROTECTED_ATTRIBUTES,
-    PROVINCES,
     product_column,
 )
 from finai_assets.lib.simulate import EVENTS, LATENTS
+from finai_assets.lib.stats import column_codes, conditional_entropy_ratio
 from finai_assets.lib.synthetic import SDV_CATEGORICAL, SDV_COLUMNS, Recipe, measured_stickiness
 
 
@@ -43,7 +41,7 @@ class CheckOutcome:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticThresholds:
-    """SPEC 5 defaults."""
+    """Defaults (docs/thresholds.md#synthetic-data)."""
 
     quality_overall: float = 0.80
     quality_column_shapes: float = 0.85
@@ -91,8 +89,6 @@ SCHEMA_DEPENDENCIES: frozenset[tuple[str, str]] = frozenset(
 )
 REPLICATION_KEYS = ("ncodpers", "fecha_dato")
 REPLICATION_FLAG_SUFFIXES = ("_missing", "_sentinel")
-MAX_BINS = 32
-MAX_LEVELS = 64
 
 
 # ------------------------------------------------------------------ schema
@@ -257,34 +253,6 @@ def check_privacy(real_train: pl.DataFrame, real_holdout: pl.DataFrame, syntheti
 # ------------------------------------------------------------------ self-replication
 
 
-def column_codes(column: pl.Series) -> np.ndarray:
-    """Integer codes: numerics and dates in <= 32 quantile bins, other columns by level (top 63 +
-    other beyond 64 levels); null is its own code."""
-    if column.dtype.is_numeric() or column.dtype.is_temporal():
-        values = column.to_physical()
-        if values.drop_nulls().n_unique() > MAX_BINS:
-            values = values.qcut(MAX_BINS, allow_duplicates=True).to_physical()
-        codes = values.rank("dense").cast(pl.Int64) - 1
-    else:
-        text = column.cast(pl.Utf8)
-        levels = text.drop_nulls().value_counts(sort=True)[text.name]
-        kept = levels.head(MAX_LEVELS - 1 if levels.len() > MAX_LEVELS else MAX_LEVELS)
-        codes = text.replace_strict(kept, pl.int_range(kept.len(), eager=True), default=kept.len(), return_dtype=pl.Int64)
-        codes = pl.select(pl.when(text.is_null()).then(None).otherwise(codes)).to_series()
-    return codes.fill_null((codes.max() or 0) + 1).to_numpy()
-
-
-def _entropy(codes: np.ndarray) -> float:
-    p = np.bincount(codes) / codes.size
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
-def conditional_entropy_ratio(x: np.ndarray, y: np.ndarray) -> float:
-    """H(Y|X) / H(Y) on integer codes (Y not constant): 0 when X determines Y, 1 when independent."""
-    return (_entropy(x * (int(y.max()) + 1) + y) - _entropy(x)) / _entropy(y)
-
-
 def _snapshot_at(snapshots: pl.DataFrame, month: dt.date) -> pl.DataFrame:
     return snapshots.filter(pl.col("fecha_dato") == month)
 
@@ -407,32 +375,15 @@ def flip_rates(ground_truth: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(flip_rate=pl.col("flipped") / (2 * pl.col("expected_positives")))
 
 
-def protected_groups(snapshot_at_cutoff: pl.DataFrame) -> pl.DataFrame:
-    """ncodpers + the group of each protected attribute (SPEC 3.7); missing values form their
-    own group. Income bands are quintiles of renta within this snapshot."""
-    region = {code: reg for code, (_, reg) in PROVINCES.items()}
-    return snapshot_at_cutoff.select(
-        "ncodpers",
-        gender=pl.col("sexo").fill_null(MISSING),
-        age_band=pl.col("age").cut(list(AGE_BAND_EDGES), labels=list(AGE_BANDS), left_closed=True).cast(pl.Utf8).fill_null(MISSING),
-        region=pl.col("cod_prov").replace_strict(region, default=None, return_dtype=pl.Utf8).fill_null(MISSING),
-        income_band=pl.col("renta").qcut(5, labels=[f"Q{q}" for q in range(1, 6)], allow_duplicates=True).cast(pl.Utf8).fill_null(MISSING),
-        residency=pl.when((pl.col("indext") == "S").fill_null(False) | (pl.col("pais_residencia") != "ES").fill_null(False))
-        .then(pl.lit("foreign")).otherwise(pl.lit("resident")),
-    )
-
-
-assert set(PROTECTED_ATTRIBUTES) == {"gender", "age_band", "region", "income_band", "residency"}  # protected_groups' columns
-
-
 def base_rate_disparate_impact(snapshots: pl.DataFrame, ground_truth: pl.DataFrame,
                                cutoff: dt.date = DEFAULT_CUTOFF) -> pl.DataFrame:
     """Per group of each protected attribute (customers present at the cutoff and the month
     after): the true base rate of the post-cutoff 'acquires anything' event (mean of the ground
     truth's `p_acquire_any`, free of sampling noise in small groups) beside the realised rate."""
     outcome = acquisitions(snapshots).filter(pl.col("fecha_dato") == cutoff).select("ncodpers", "any_product")
+    snap = _snapshot_at(snapshots, cutoff).select(SNAPSHOT_COLUMNS)
     joined = (
-        protected_groups(_snapshot_at(snapshots, cutoff))
+        protected_groups(snap, fit_income_edges(snap["renta"]))
         .join(outcome, on="ncodpers")
         .join(ground_truth.select("ncodpers", "p_acquire_any"), on="ncodpers")
     )
@@ -442,7 +393,7 @@ def base_rate_disparate_impact(snapshots: pl.DataFrame, ground_truth: pl.DataFra
         )
         .select(attribute=pl.lit(attribute), group=pl.col(attribute), customers="customers", rate="rate",
                 realised_rate="realised_rate")
-        for attribute in PROTECTED_ATTRIBUTES
+        for attribute in DECLARED_GROUPS
     ).sort("attribute", "group")
 
 
@@ -464,12 +415,9 @@ def check_recipe(snapshots: pl.DataFrame, transactions: pl.DataFrame, ground_tru
     flips = flip_rates(ground_truth)
     flip_rate = float(flips["flip_rate"].mean())
     rates = base_rate_disparate_impact(snapshots, ground_truth, cutoff)
-    ratios = dict(
-        rates.group_by("attribute").agg(
-            pl.when(pl.col("rate").max() > 0).then(pl.col("rate").min() / pl.col("rate").max()).otherwise(1.0)
-        ).iter_rows()
-    )
-    di = {a: float(ratios[a]) for a in PROTECTED_ATTRIBUTES}
+    spread = rates.group_by("attribute").agg(low=pl.col("rate").min(), high=pl.col("rate").max())
+    ratios = dict(zip(spread["attribute"], disparate_impact(spread["low"].to_numpy(), spread["high"].to_numpy())))
+    di = {a: float(ratios[a]) for a in DECLARED_GROUPS}
     di_inside = [a for a, v in di.items() if _within(v, thresholds.di_band)]
     promises = {
         "stickiness": (abs(stickiness - recipe.mcc_stickiness) <= thresholds.stickiness_tolerance,

@@ -1,4 +1,4 @@
-"""The screen that turns 18 candidate labels into the task set (SPEC 3.3), and its decision table.
+"""The screen that turns 18 candidate labels into the task set, and its decision table.
 
 A candidate is dropped as **not a prediction task** when all its sources are pre-cutoff columns
 and the data confirms a (near-)deterministic dependency out of sample (balanced metrics: MCC >=
@@ -8,7 +8,7 @@ a label that mostly persists (segment) is judged by its skill over carrying the 
 forward. Everything else is kept. Disagreements with the registry are reported, never tuned.
 
 Every candidate also gets the same determinism metric (`determinism_*` columns), so the table
-shows the dropped ones at or above 0.99 *and* the kept ones clearly below (SPEC 5: a kept task
+shows the dropped ones at or above 0.99 *and* the kept ones clearly below (a kept task
 stays <= 0.90). A pre-cutoff-only candidate is scored on its own sources (the very number its
 decision used); one that reads post-cutoff windows on every pre-cutoff aggregate the registry
 declares (a superset of its own pre-cutoff sources): a label those already determine would be a
@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from finai_assets.lib.labels import REGISTRY, SOURCE_COLUMNS, Candidate
-from finai_assets.lib.synthetic_checks import column_codes, conditional_entropy_ratio
+from finai_assets.lib.stats import column_codes, conditional_entropy_ratio
 
 N_MCC_CLASSES = 50  # top-49 train MCCs + "other"
 PERSISTING = {"segment_prediction": "segment_at_c"}
@@ -33,7 +33,7 @@ PERSISTING = {"segment_prediction": "segment_at_c"}
 class ScreenThresholds:
     deterministic: float = 0.99  # MCC / R^2 at or above: not a prediction task
     redundant: float = 0.01  # H(X|Y)/H(X) at or below: redundant
-    kept_determinism: float = 0.90  # a kept task's determinism stays at or below (SPEC 5)
+    kept_determinism: float = 0.90  # a kept task's determinism stays at or below
 
 
 # Every pre-cutoff aggregate the registry declares (the values of SOURCE_COLUMNS); `segment_at_c`

@@ -1,9 +1,9 @@
-"""From warehouse tables to a trained, checked, evaluated teacher (SPEC 3.5), and back.
+"""From warehouse tables to a trained, checked, evaluated teacher, and back.
 
 Glue between the feature table / task labels and `finai_assets.lib.ple`: the kept tasks as task
 specs, the design matrix, training the PLE teacher and the shared-bottom baseline, the
 content-addressed checkpoint, predictions as a table (soft labels for every split), the
-per-task evaluation beside the baselines and the oracle, the routing decision of SPEC 3.6 and
+per-task evaluation beside the baselines and the oracle, the routing decision (docs/thresholds.md#routing) and
 the teacher's sanity verdict. torch and lightgbm are imported inside the functions that need
 them, so the code location loads without them.
 """
@@ -21,9 +21,10 @@ import polars as pl
 
 from finai_assets.lib.labels import CANDIDATES
 from finai_assets.lib.ple.tasks import TaskSpec
+from finai_assets.lib.stats import stable_hash
 
 PRIMARY = {"binary": "auc", "multiclass": "f1_macro", "regression": "r2"}
-# SPEC 3.6 / 5: distil above these teacher validation scores; a rule where hard-label LightGBM
+# Routing (docs/thresholds.md#routing): distil above these teacher validation scores; a rule where hard-label LightGBM
 # itself learns nothing (at or below these).
 DISTIL_ABOVE = {"binary": lambda k: 0.60, "multiclass": lambda k: 2 / k, "regression": lambda k: 0.05}
 RULE_AT_OR_BELOW = {"binary": lambda k: 0.52, "multiclass": lambda k: 1 / k, "regression": lambda k: 0.01}
@@ -102,7 +103,6 @@ def cross_fit_soft_labels(data: Design, soft: Mapping[str, np.ndarray], specs: S
     the train customers fall into `folds` folds by id hash, and the teacher recipe is retrained
     on the other folds (early stopping on val as before). Val, calib and test rows keep `soft`
     (the full teacher never trained on them)."""
-    from finai_assets.lib.labels import stable_hash
     from finai_assets.lib.ple.train import predict
 
     if folds < 2:
@@ -188,8 +188,11 @@ def frame_predictions(frame: pl.DataFrame, specs: Sequence[TaskSpec]) -> dict[st
 
 def evaluate_models(labels: pl.DataFrame, predictions: Mapping[str, pl.DataFrame], specs: Sequence[TaskSpec], split: str) -> pl.DataFrame:
     """Long table (task, type, model, metric, value) of every model's metrics on one split."""
-    from finai_assets.lib.ple.metrics import task_metrics
+    from finai_assets.lib.ple.metrics import class_priors, task_metrics
 
+    train = labels.filter(pl.col("split") == "train")
+    priors = {s.name: class_priors(train[s.name].cast(pl.Float64).fill_null(float("nan")).to_numpy(), s.classes)
+              for s in specs if s.type == "multiclass"}
     rows = []
     for model, frame in predictions.items():
         joined = labels.filter(pl.col("split") == split).select("ncodpers", *[s.name for s in specs]).join(
@@ -197,7 +200,7 @@ def evaluate_models(labels: pl.DataFrame, predictions: Mapping[str, pl.DataFrame
         preds = frame_predictions(joined, specs)
         for s in specs:
             y = joined[s.name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-            for metric, value in task_metrics(s, y, preds[s.name]).items():
+            for metric, value in task_metrics(s, y, preds[s.name], priors=priors.get(s.name)).items():
                 rows.append((s.name, s.type, model, metric, float(value)))
     return pl.DataFrame(rows, schema=["task", "type", "model", "metric", "value"], orient="row")
 
@@ -218,7 +221,7 @@ def comparison(table: pl.DataFrame, specs: Sequence[TaskSpec]) -> pl.DataFrame:
 
 
 def routing_decisions(val: pl.DataFrame, specs: Sequence[TaskSpec]) -> pl.DataFrame:
-    """SPEC 3.6 routing from validation metrics: distil when the teacher is good enough, a rule
+    """Routing from validation metrics: distil when the teacher is good enough, a rule
     when hard-label LightGBM learns nothing either, hard-label LightGBM otherwise."""
     rows = []
     for s in specs:
@@ -237,9 +240,13 @@ def routing_decisions(val: pl.DataFrame, specs: Sequence[TaskSpec]) -> pl.DataFr
 
 
 def sanity(test: pl.DataFrame, routing: pl.DataFrame, specs: Sequence[TaskSpec]) -> pl.DataFrame:
-    """Per task: the teacher's test metric, its upper confidence bound and chance; fails on NaN or
-    on an upper bound below chance (F1 chance: a random predictor following the class priors),
-    except for tasks routed to a rule."""
+    """Per task: the teacher's test metric, its upper confidence bound and chance (F1 chance: a
+    random predictor following the class priors), and two verdicts.
+    `blocking`: a NaN metric (any route), or a task routed to distil whose upper bound is below
+    chance: its soft labels would teach the students noise. `weak`: below chance but routed to
+    hard_label or rule, so the students never read the teacher for it; reported, not blocking.
+    Multiclass rows also carry the log-loss beside the class-prior log-loss and the F1-macro of
+    prior-corrected decisions (argmax p_k / prior_k)."""
     routes = dict(routing.select("task", "route").iter_rows())
     rows = []
     for s in specs:
@@ -248,16 +255,24 @@ def sanity(test: pl.DataFrame, routing: pl.DataFrame, specs: Sequence[TaskSpec])
         upper = {"binary": m.get("auc_ci_high"), "multiclass": m.get("f1_macro_ci_high"), "regression": m.get("r2_ci_high")}[s.type]
         chance = {"binary": 0.5, "multiclass": m.get("chance_f1"), "regression": 0.0}[s.type]
         upper, chance = (math.nan if v is None else v for v in (upper, chance))
-        if math.isnan(value) or math.isnan(upper):
-            passed, why = False, "metric is NaN"
-        elif upper < chance:
-            passed, why = routes.get(s.name) == "rule", f"upper bound {upper:.4f} below chance {chance:.4f}"
+        route = routes.get(s.name)
+        nan = math.isnan(value) or math.isnan(upper)
+        below = not nan and upper < chance
+        blocking = nan or (below and route == "distil")
+        weak = below and route != "distil"
+        if nan:
+            why = "metric is NaN"
+        elif below:
+            why = f"upper bound {upper:.4f} below chance {chance:.4f}" + (
+                ": distilled, the students would learn noise" if blocking else f" (routed to {route}: the students do not use the teacher)")
         else:
-            passed, why = True, "upper bound above chance"
-        if routes.get(s.name) == "rule" and not passed and why != "metric is NaN":
-            why += " (routed to a rule: exempt)"
-        rows.append((s.name, PRIMARY[s.type], value, upper, chance, routes.get(s.name), passed, why))
-    return pl.DataFrame(rows, schema=["task", "metric", "value", "upper_bound", "chance", "route", "passed", "reason"], orient="row")
+            why = "upper bound above chance"
+        extra = {k: m.get(k, math.nan) for k in ("log_loss", "prior_log_loss", "f1_macro_prior_corrected")}
+        rows.append((s.name, PRIMARY[s.type], value, upper, chance, route, not blocking, weak, *extra.values(), why))
+    return pl.DataFrame(rows, orient="row", schema={
+        "task": pl.String, "metric": pl.String, "value": pl.Float64, "upper_bound": pl.Float64, "chance": pl.Float64,
+        "route": pl.String, "passed": pl.Boolean, "weak": pl.Boolean, "log_loss": pl.Float64, "prior_log_loss": pl.Float64,
+        "f1_macro_prior_corrected": pl.Float64, "reason": pl.String})
 
 
 def gate_table(model, X: np.ndarray, batch_size: int = 8192) -> pl.DataFrame:
@@ -288,7 +303,7 @@ def model_card(*, version: str, specs: Sequence[TaskSpec], data: Design, config:
         f"{result.seconds:.1f} s on {result.device} with {result.threads} torch threads.",
         f"- **Config**: `{dict(config)}`",
         f"- **Checkpoint**: sha256 `{sha}`",
-        "- **Limits**: synthetic data only (version recipes of SPEC 3.2); test metrics are in "
+        "- **Limits**: synthetic data only (the version recipes v2-v4); test metrics are in "
         "`teacher_evaluation`; the teacher is for distillation, not for serving; protected "
         "attributes excluded from the features per the feature policy, with their proxy probe in `leakage_report`.",
         "", "**Validation metrics (best epoch)**", "", comparison_md,

@@ -1,4 +1,4 @@
-"""The PLE multi-task teacher (SPEC 3.5), one concern per file.
+"""The PLE multi-task teacher, one concern per file.
 
 - `tasks.py`        task specs (type, classes, group, weight) read from the decision table;
 - `experts/`        the seven heterogeneous shared experts, one file each, behind one contract;

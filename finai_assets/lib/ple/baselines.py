@@ -1,4 +1,4 @@
-"""Per-task hard-label LightGBM baselines for the PLE teacher (SPEC 3.5 `baseline_models`).
+"""Per-task hard-label LightGBM baselines for the PLE teacher (the `baseline_models` asset).
 
 One booster per task, trained on the rows whose label is not null (labels are float arrays with
 NaN for null; multiclass labels are class indices stored as floats), early-stopped on the

@@ -1,4 +1,4 @@
-"""Checkpoint save and verified load for the PLE teacher (SPEC 3.5).
+"""Checkpoint save and verified load for the PLE teacher.
 
 A checkpoint is one torch file holding only tensors and plain Python values:
     {"state_dict": {name: Tensor}, "config": dict, "metrics": dict,

@@ -40,14 +40,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     max_train_rows: int | None = None  # a seeded subset of train rows when set
-    threads: int | None = None  # None: cores // concurrent_runs
-    concurrent_runs: int = 2  # dagster.yaml's run limit: threads are shared between runs
+    threads: int | None = None  # None: every core (training runs one step at a time, in the `heavy` pool)
     loss_weighting: str = "uncertainty"  # uncertainty | fixed | gradnorm | dwa
     aux_weight: float = 1.0  # the experts' auxiliary losses
     gradnorm_interval: int = 10  # steps between GradNorm rebalances
 
 
-def torch_threads(requested: int | None, concurrent_runs: int) -> int:
-    """Threads for one training run: as requested, else cores // concurrent runs (an
-    oversubscribed OpenMP pool is an order of magnitude slower, not a little)."""
-    return requested or max(1, (os.cpu_count() or 1) // max(1, concurrent_runs))
+def training_threads(requested: int | None) -> int:
+    """Threads for a training step: as requested, else every core. Training steps sit in the
+    `heavy` pool, which runs one at a time; every other step keeps one thread, so the machine is
+    never oversubscribed (an oversubscribed OpenMP pool is an order of magnitude slower)."""
+    return requested or os.cpu_count() or 1

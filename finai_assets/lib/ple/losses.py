@@ -1,4 +1,4 @@
-"""Masked per-task losses and how they are weighted into one training loss (SPEC 3.5).
+"""Masked per-task losses and how they are weighted into one training loss.
 
 A null label (NaN) is masked out: it contributes no loss and no gradient. Each task uses the loss
 its registry entry declares: binary BCE or focal (γ = 2, no α: no hidden class weight),
@@ -11,8 +11,8 @@ Uncertainty weighting (Kendall et al., in the "s = log σ²" form), the default:
 
 The `+ s_t` regulariser keeps σ_t from growing without bound; its optimum is s_t = log L_t, so a
 noisier task (larger L_t) gets a larger σ_t and a smaller share. w_t (the task's configured
-weight) multiplies the whole term. The reference system's port had `+ s/2`, no w_t and no clamps
-(reference-system 4.4): the tests pin each of the three.
+weight) multiplies the whole term. A known broken variant has `+ s/2`, no w_t and no clamps
+(docs/defects.md#uncertainty-weighting): the tests pin each of the three.
 Options: fixed (Σ w_t L_t), GradNorm (Chen et al. 2018, α = 1.5) and DWA (Liu et al. 2019, T = 2).
 """
 

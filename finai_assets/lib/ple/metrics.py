@@ -1,11 +1,12 @@
-"""Per-task metrics and the checkpoint-selection composite of SPEC 3.5 (numpy + scikit-learn only).
+"""Per-task metrics and the checkpoint-selection composite (numpy + scikit-learn only).
 
 `task_metrics` scores one task on its labelled rows (float labels, NaN = null; multiclass labels
 are class indices stored as floats):
 - binary      pred [N] probabilities -> auc, auc_se (Hanley & McNeil 1982), auc_ci_high
               (auc + 1.96 se), f1 (threshold 0.5);
-- multiclass  pred [N, K] probabilities -> f1_macro, f1_macro_ci_high, chance_f1, ndcg@3,
-              acc@1, acc@3;
+- multiclass  pred [N, K] probabilities -> f1_macro (argmax decisions), f1_macro_ci_high,
+              chance_f1, f1_macro_prior_corrected (decisions argmax_k p_k / pi_k, pi = `priors`),
+              log_loss, prior_log_loss (the log-loss of always predicting pi), ndcg@3, acc@1, acc@3;
 - regression  pred [N] -> mae, rmse, r2, r2_ci_high, normalised_mae (MAE / mean |y - mean(y)|).
 Every result holds "rows" (int), the labelled row count. `*_ci_high` from a bootstrap is the 97.5th
 percentile of 200 seeded resamples (the upper end of a two-sided 95 % interval). A metric the
@@ -31,7 +32,10 @@ N_BOOT = 200
 TOP_K = 3
 
 
-def task_metrics(spec: TaskSpec, y: np.ndarray, pred: np.ndarray, *, seed: int = 0) -> dict[str, float]:
+def task_metrics(spec: TaskSpec, y: np.ndarray, pred: np.ndarray, *, seed: int = 0,
+                 priors: np.ndarray | None = None) -> dict[str, float]:
+    """`priors` (multiclass only): the class priors the model was trained under (e.g. the train
+    split's class shares); defaults to the class shares of `y` itself."""
     y = np.asarray(y, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
     assert y.ndim == 1, f"task {spec.name!r}: labels must be [N], got {y.shape}"
@@ -46,7 +50,7 @@ def task_metrics(spec: TaskSpec, y: np.ndarray, pred: np.ndarray, *, seed: int =
     if spec.type == "binary":
         out = _binary(y, pred)
     elif spec.type == "multiclass":
-        out = _multiclass(y, pred, spec.classes, rng)
+        out = _multiclass(y, pred, spec.classes, rng, priors)
     else:
         out = _regression(y, pred, rng)
     return {"rows": int(len(y)), **out}
@@ -72,9 +76,20 @@ def _binary(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auc": auc, "auc_se": se, "auc_ci_high": auc + 1.96 * se, "f1": f1}
 
 
-def _multiclass(y: np.ndarray, p: np.ndarray, k: int, rng: np.random.Generator) -> dict[str, float]:
+MULTICLASS_METRICS = ("f1_macro", "f1_macro_ci_high", "chance_f1", "f1_macro_prior_corrected", "log_loss",
+                      "prior_log_loss", "ndcg@3", "acc@1", "acc@3")
+
+
+def class_priors(y: np.ndarray, k: int) -> np.ndarray:
+    """Laplace-smoothed class shares of the labelled rows of y (never 0, so p / prior is finite)."""
+    y = np.asarray(y, dtype=np.float64)
+    counts = np.bincount(y[~np.isnan(y)].astype(np.int64), minlength=k)[:k]
+    return (counts + 1.0) / (counts.sum() + k)
+
+
+def _multiclass(y: np.ndarray, p: np.ndarray, k: int, rng: np.random.Generator, priors: np.ndarray | None) -> dict[str, float]:
     if len(y) == 0:
-        return dict.fromkeys(("f1_macro", "f1_macro_ci_high", "chance_f1", "ndcg@3", "acc@1", "acc@3"), float("nan"))
+        return dict.fromkeys(MULTICLASS_METRICS, float("nan"))
     yi = y.astype(np.int64)
     if (yi != y).any() or yi.min() < 0 or yi.max() >= k:
         raise ValueError(f"multiclass labels must be class indices in [0, {k}), got values {np.unique(y)[:5]}")
@@ -87,11 +102,18 @@ def _multiclass(y: np.ndarray, p: np.ndarray, k: int, rng: np.random.Generator) 
     cm = np.bincount(yi * k + p.argmax(axis=1), minlength=k * k).astype(np.float64)
     boot = rng.multinomial(len(yi), cm / len(yi), size=N_BOOT).astype(np.float64)
     f1_all = _f1_macro(np.vstack([cm, boot]), k)
-    priors = np.bincount(yi, minlength=k) / len(yi)
+    shares = np.bincount(yi, minlength=k) / len(yi)
+    pi = class_priors(y, k) if priors is None else np.asarray(priors, dtype=np.float64)
+    assert pi.shape == (k,) and (pi > 0).all(), f"priors must be {k} positive shares, got {pi}"
+    corrected = np.bincount(yi * k + (p / pi).argmax(axis=1), minlength=k * k).astype(np.float64)
+    eps = 1e-15
     return {
         "f1_macro": float(f1_all[0]),
         "f1_macro_ci_high": float(np.percentile(f1_all[1:], 97.5)),
-        "chance_f1": float(priors[priors > 0].mean()),
+        "chance_f1": float(shares[shares > 0].mean()),
+        "f1_macro_prior_corrected": float(_f1_macro(corrected[None, :], k)[0]),
+        "log_loss": float(-np.log(np.clip(p[np.arange(len(yi)), yi], eps, 1.0)).mean()),
+        "prior_log_loss": float(-np.log(np.clip(pi[yi] / pi.sum(), eps, 1.0)).mean()),
         "ndcg@3": float(ndcg.mean()),
         "acc@1": float((rank == 1).mean()),
         "acc@3": float((rank <= TOP_K).mean()),
@@ -138,7 +160,7 @@ def _r2(y: np.ndarray, err: np.ndarray) -> np.ndarray:
 
 
 def composite(metrics_by_task: Mapping[str, Mapping[str, float]], specs: Sequence[TaskSpec]) -> float:
-    """SPEC 3.5 checkpoint-selection score: the mean of the per-type terms that are available, namely
+    """The checkpoint-selection score: the mean of the per-type terms that are available, namely
     avg AUC over binary tasks, avg NDCG@3 over multiclass tasks and 1 - avg normalised MAE over
     regression tasks clipped to [0, 1]. Tasks absent from metrics_by_task and NaN metrics (undefined
     from the data) are left out; NaN when no term is available."""

@@ -3,7 +3,7 @@
 AdamW; linear warmup then cosine decay, per step; gradient clipping; masked task losses combined
 by the configured weighting (+ the experts' auxiliary loss); after every epoch the validation
 split is scored and the checkpoint with the best composite of per-type validation metrics is
-kept (SPEC 3.5: avg AUC, NDCG@3, 1 − normalised MAE; the validation loss is not a valid
+kept (avg AUC, NDCG@3, 1 − normalised MAE; the validation loss is not a valid
 criterion when task types peak at different epochs); early stopping on that composite. Seeds
 fixed; `device: auto` takes CUDA when present; torch threads = cores ÷ concurrent runs.
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from finai_assets.lib.ple.losses import DWAWeighting, GradNormWeighting, UncertaintyWeighting, make_weighting, masked_loss
 from finai_assets.lib.ple.metrics import composite, task_metrics
-from finai_assets.lib.ple.config import PLEConfig, TrainConfig, torch_threads
+from finai_assets.lib.ple.config import PLEConfig, TrainConfig, training_threads
 from finai_assets.lib.ple.model import PLE
 from finai_assets.lib.ple.tasks import TaskSpec
 
@@ -124,10 +124,20 @@ def evaluate(model: nn.Module, split: Split, specs: Sequence[TaskSpec], target_s
 
 def fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], config: TrainConfig = TrainConfig(),
         log: Callable[[str], None] = lambda _: None) -> TrainResult:
+    """Train with `training_threads(config.threads)` torch threads, then give the process its
+    previous thread count back (the next step in it may be a one-thread light step)."""
+    previous, threads = torch.get_num_threads(), training_threads(config.threads)
+    torch.set_num_threads(threads)
+    try:
+        return _fit(model, train, val, specs, config, log, threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(model: nn.Module, train: Split, val: Split, specs: Sequence[TaskSpec], config: TrainConfig,
+         log: Callable[[str], None], threads: int) -> TrainResult:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    threads = torch_threads(config.threads, config.concurrent_runs)
-    torch.set_num_threads(threads)
     device = resolve_device(config.device)
     if config.max_train_rows is not None and train.X.shape[0] > config.max_train_rows:
         keep = np.sort(np.random.default_rng(config.seed).choice(train.X.shape[0], config.max_train_rows, replace=False))

@@ -1,4 +1,4 @@
-"""Distilled per-task students (SPEC 3.6): LightGBM on the teacher's soft labels.
+"""One distilled student per task: LightGBM on the teacher's soft labels.
 
 One student per task, on the rows whose hard label is not null (the teacher's loss population),
 by the route `teacher.routing_decisions` chose:

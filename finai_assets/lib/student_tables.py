@@ -1,4 +1,4 @@
-"""From warehouse tables to distilled students and back (SPEC 3.6), around `lib.students`.
+"""From warehouse tables to distilled students and back, around `lib.student_model`.
 
 The teacher's soft labels aligned with the design matrix (in-sample by default, or a K-fold
 cross-fit of the teacher on the train rows), one student per kept task as `teacher_evaluation`
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from finai_assets.lib import students as st
+from finai_assets.lib import student_model as st
 from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.teacher import Design, frame_predictions, prediction_frame
 
