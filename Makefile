@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export FINAI_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run test ui venv browser drop-demo lock clean
+.PHONY: run test test-fast ui venv browser drop-demo lock clean
 
 $(BIN)/dagster: pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
@@ -20,11 +20,14 @@ venv: $(BIN)/dagster
 run: venv  ## materialize the whole graph (every dataset partition) on the embedded default
 	$(BIN)/python -m finai_assets.cli run
 
-test: venv browser  ## the test suite (CI runs this; installs chromium for the browser test when missing)
-	$(BIN)/pytest -q
+test: venv browser  ## the whole suite, one pytest worker per core (CI runs this; installs chromium when missing)
+	$(BIN)/pytest -q -n auto --dist loadgroup --durations=30
+
+test-fast: venv  ## the unit tests only: no shared build, no training world, no server or browser
+	$(BIN)/pytest -q -n auto --dist loadgroup -m "not slow and not server and not browser"
 
 ui: venv  ## the Dagster UI (daemon included) at http://127.0.0.1:3000
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python -m finai_assets.cli ui --port 3000
 
 drop-demo: venv  ## write the next demo production month into data/production/incoming/ (the sensor takes it from there)
 	$(BIN)/python -m finai_assets.cli drop-demo

@@ -1,4 +1,5 @@
-"""`finai run`: materialize the whole graph on the configured data and print a summary.
+"""`finai run`: materialize the whole graph on the configured data, one line per finished step, and a summary.
+`finai ui`: the Dagster UI and daemon with the thread rule of `finai run`.
 `finai audit verify`: check the audit log's HMAC chain, its anchor and optionally a mirrored head.
 `finai drop-demo`: write the next demo production month into data/production/incoming/."""
 
@@ -9,47 +10,159 @@ import time
 from pathlib import Path
 
 
-def _run(partitions: list[str]) -> int:
+# Light steps run one thread each; a training step in the `heavy` pool raises its own thread
+# count to every core (the pool lets one such step run at a time), so concurrent runs overlap
+# their light steps without oversubscribing the machine.
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1"}
+KEY_METRICS = ("dagster/row_count", "val_composite", "mean_binary_test_auc", "decision", "champion_candidate", "checkpoint_sha256")
+
+
+def _execute(selection: list[str], partition: str | None, run_id: str) -> None:
+    """One run, in a child process: its events go to the instance (the run's log in the UI); the
+    terminal shows what the parent reads back from there."""
+    import dagster as dg
+
+    from finai_assets.definitions import defs
+
+    job = defs().resolve_implicit_global_asset_job_def()
+    job.execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=[dg.AssetKey(a) for a in selection], partition_key=partition,
+        run_id=run_id, raise_on_error=False, tags={"finai/launched_by": "finai run"},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+
+
+class _RunWatcher:
+    """Follows runs through the instance's event log and prints one line per finished step,
+    user log lines (training progress: one per epoch), and warnings and errors in full."""
+
+    def __init__(self, instance, start: float):
+        self.instance, self.start = instance, start
+        self.cursors: dict[str, str | None] = {}
+        self.labels: dict[str, str] = {}
+        self.steps: dict[tuple[str, str], dict] = {}
+        self.summary: list[tuple[str, str, str]] = []
+        self.failed = False
+
+    def watch(self, run_id: str, label: str) -> None:
+        self.cursors[run_id], self.labels[run_id] = None, label
+
+    def poll(self) -> None:
+        for run_id in list(self.cursors):
+            while True:
+                conn = self.instance.get_records_for_run(run_id, cursor=self.cursors[run_id], limit=500)
+                for record in conn.records:
+                    self._on(run_id, record.event_log_entry)
+                self.cursors[run_id] = conn.cursor
+                if not conn.has_more:
+                    break
+
+    def _print(self, text: str) -> None:
+        print(f"[{time.perf_counter() - self.start:6.0f}s] {text}", flush=True)
+
+    def _on(self, run_id: str, entry) -> None:
+        import logging
+
+        import dagster as dg
+
+        part = self.labels[run_id]
+        event = entry.dagster_event
+        if event is None:  # a user log line: the step's own progress
+            if entry.level >= logging.INFO:
+                self._print(f"{entry.step_key or '-'} [{part}] {entry.user_message}")
+            return
+        step = self.steps.setdefault((run_id, event.step_key or ""), {"mats": [], "checks": []})
+        kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_START:
+            step["t0"] = entry.timestamp
+        elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            step["mats"].append(mat)
+            value = next((mat.metadata[k].value for k in KEY_METRICS if k in mat.metadata), "")
+            self.summary.append((mat.asset_key.to_user_string(), part, _short(value)))
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            ev = event.event_specific_data
+            warning = ev.severity == dg.AssetCheckSeverity.WARN
+            verdict = "passed" if ev.passed else ("WARNING" if warning else "FAILED")
+            step["checks"].append(f"{ev.check_name} {verdict}")
+            self.summary.append((f"  check {ev.check_name}", part, verdict))
+            self.failed |= not ev.passed and not warning
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            seconds = entry.timestamp - step.get("t0", entry.timestamp)
+            values = [f"{m.asset_key.to_user_string()} {_short(next((m.metadata[k].value for k in KEY_METRICS if k in m.metadata), ''))}".strip()
+                      for m in step["mats"]] or [event.step_key]
+            status = "ok" if kind == dg.DagsterEventType.STEP_SUCCESS else "FAILED"
+            checks = f" | {', '.join(step['checks'])}" if step["checks"] else ""
+            self._print(f"{status:6} {seconds:6.1f}s  [{part}] {'; '.join(values)}{checks}")
+            if kind == dg.DagsterEventType.STEP_FAILURE:
+                self.failed = True
+                print(event.event_specific_data.error.to_string(), flush=True)
+        elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            self._print(f"skip            [{part}] {event.step_key}: an upstream step failed or a blocking check did not pass")
+        elif kind == dg.DagsterEventType.RUN_FAILURE:
+            self.failed = True
+            self._print(f"run [{part}] FAILED: {entry.message}")
+        elif entry.level >= logging.WARNING:
+            self._print(f"{logging.getLevelName(entry.level)} [{part}] {entry.message}")
+
+
+def _short(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else (f"{value:.4f}" if isinstance(value, float) else str(value)[:40])
+
+
+def _run(partitions: list[str], parallel: int) -> int:
+    import multiprocessing
+    import uuid
+
     import dagster as dg
 
     from finai_assets.definitions import defs
     from finai_assets.defs.partitions import dataset_partitions
 
+    if not os.environ.get("DAGSTER_HOME"):
+        print("finai run: set DAGSTER_HOME to the instance folder (`make run` uses .dagster/ in the repository)", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    d = defs()
-    graph = d.resolve_asset_graph()
-    job = d.resolve_implicit_global_asset_job_def()
+    graph = defs().resolve_asset_graph()
     keys = graph.materializable_asset_keys
     by_dataset = {k for k in keys if graph.get(k).partitions_def == dataset_partitions}
     monthly = sorted(k.to_user_string() for k in keys if graph.get(k).is_partitioned and k not in by_dataset)
     after = {k for k in keys - by_dataset if graph.get(k).partitions_def is None and
              any(u in by_dataset for u in graph.get(k).parent_keys)}  # champion_model: after the promotion decisions
-    phases = [(None, sorted(keys - by_dataset - after - {dg.AssetKey(m) for m in monthly}))]
-    phases += [(p, sorted(by_dataset)) for p in partitions] + [(None, sorted(after))]
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    rows, failed = [], False
-    for partition, selection in phases:
-        t0 = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance, asset_selection=selection, partition_key=partition, raise_on_error=False
-        )
-        failed |= not result.success
-        for event in result.get_asset_materialization_events():
-            mat = event.materialization
-            count = mat.metadata.get("dagster/row_count")
-            rows.append((mat.asset_key.to_user_string(), partition or "-", count.value if count else ""))
-        for ev in result.get_asset_check_evaluations():
-            warning = ev.severity == dg.AssetCheckSeverity.WARN
-            rows.append((f"  check {ev.check_name}", partition or "-", "passed" if ev.passed else ("WARNING" if warning else "FAILED")))
-            failed |= not ev.passed and not warning
-        print(f"[{partition or 'unpartitioned'}] {'ok' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s", flush=True)
-    width = max(len(r[0]) for r in rows) + 2
+    names = lambda ks: sorted(k.to_user_string() for k in ks)  # noqa: E731
+    phases = [[(names(keys - by_dataset - after - {dg.AssetKey(m) for m in monthly}), None)],
+              [(names(by_dataset), p) for p in partitions], [(names(after), None)]]
+    instance = dg.DagsterInstance.get()
+    watcher = _RunWatcher(instance, start)
+    os.environ.update(ONE_THREAD_ENV)  # inherited by the child runs
+    spawn = multiprocessing.get_context("spawn")
+    print(f"finai run: {len(partitions)} dataset partition(s), up to {parallel} run(s) at once; "
+          "Dagster's own events are in each run's log (make ui)", flush=True)
+    for phase in phases:
+        pending, running = list(phase), []
+        while pending or running:
+            while pending and len(running) < parallel:
+                selection, partition = pending.pop(0)
+                run_id = str(uuid.uuid4())
+                watcher.watch(run_id, partition or "-")
+                proc = spawn.Process(target=_execute, args=(selection, partition, run_id))
+                proc.start()
+                running.append(proc)
+            time.sleep(1.0)
+            watcher.poll()
+            for proc in [p for p in running if not p.is_alive()]:
+                proc.join()
+                watcher.failed |= proc.exitcode != 0
+                running.remove(proc)
+        watcher.poll()
+    rows = watcher.summary
+    width = max(len(r[0]) for r in rows) + 2 if rows else 10
     print(f"\n{'asset':<{width}}{'partition':<11}rows / result")
     for name, part, value in rows:
         print(f"{name:<{width}}{part:<11}{value}")
     print(f"\nmonthly production assets wait for drops ({', '.join(monthly)}): `make drop-demo`, then `make ui`")
-    print(f"\nmake run: {'FAILED' if failed else 'success'}; wall time {time.perf_counter() - start:.1f}s")
-    return 1 if failed else 0
+    print(f"\nmake run: {'FAILED' if watcher.failed else 'success'}; wall time {time.perf_counter() - start:.1f}s")
+    return 1 if watcher.failed else 0
 
 
 def _audit_verify(log_path: Path, expected: tuple[int, str] | None) -> int:
@@ -85,11 +198,22 @@ def _drop_demo(data_dir: Path, customers: int, seed: int, amount_scale: float) -
     return 0
 
 
+def _ui(port: int) -> int:
+    """`dagster dev` with the same thread rule as `finai run` (light steps one thread each)."""
+    os.environ.update(ONE_THREAD_ENV)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="finai")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize every asset for every dataset partition")
     run.add_argument("--partitions", nargs="*", default=["v2", "v3", "v4"])
+    run.add_argument("--parallel", type=int, default=3, help="dataset partitions materialized at once (default 3)")
+    ui = sub.add_parser("ui", help="the Dagster UI and daemon (dagster dev) on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="verify the HMAC chain, its anchor and optionally an expected head")
     default_path = Path(os.environ.get("FINAI_DATA_DIR") or "data") / "governance" / "audit_log.duckdb"
@@ -102,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--amount-scale", type=float, default=1.0, help="scale card amounts (> 1 makes a drifting month)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _run(args.partitions)
+        return _run(args.partitions, max(1, args.parallel))
+    if args.command == "ui":
+        return _ui(args.port)
     if args.command == "drop-demo":
         return _drop_demo(Path(os.environ.get("FINAI_DATA_DIR") or "data"), args.customers, args.seed, args.amount_scale)
     if (args.expected_seq is None) != (args.expected_hash is None):

@@ -1,6 +1,9 @@
-"""Session-wide fixtures: one on-disk build of the graph, shared by every stage's tests (SPEC 4)."""
+"""Session-wide fixtures: one on-disk build of the graph, shared by every stage's tests."""
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -10,39 +13,6 @@ from finai_assets.defs import fairness, features, governance, labels, leakage, p
 from finai_assets.resources import AuditLogResource, DataPaths, ModelRegistryResource, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
-# SPEC 3: asset -> (group, partitioned, upstream assets).
-SPEC_EDGES = {
-    "santander_raw": ("raw", False, {"production_snapshots"}),
-    "card_transactions_raw": ("raw", False, set()),
-    "customer_profiles": ("raw", False, {"santander_raw", "card_transactions_raw"}),
-    "synthetic_calibration": ("synthetic", False, {"customer_profiles", "santander_raw", "card_transactions_raw"}),
-    "synthetic_customers": ("synthetic", True, {"synthetic_calibration"}),
-    "synthetic_ground_truth": ("synthetic", True, {"synthetic_calibration"}),
-    "candidate_labels": ("labels", True, {"synthetic_customers"}),
-    "split_assignments": ("features", True, {"synthetic_customers", "candidate_labels"}),
-    "task_labels": ("labels", True, {"candidate_labels", "split_assignments", "synthetic_customers"}),
-    "feature_pipeline": ("features", True, {"synthetic_customers", "split_assignments"}),
-    "feature_table": ("features", True, {"synthetic_customers", "feature_pipeline"}),
-    "oracle_report": ("features", True, {"synthetic_ground_truth", "task_labels", "split_assignments"}),
-    "leakage_report": ("features", True, {"feature_table", "task_labels", "split_assignments", "oracle_report"}),
-    "ple_teacher": ("teacher", True, {"feature_table", "task_labels", "split_assignments", "leakage_report"}),
-    "baseline_models": ("teacher", True, {"feature_table", "task_labels", "split_assignments", "leakage_report"}),
-    "teacher_predictions": ("teacher", True, {"ple_teacher", "feature_table", "leakage_report"}),
-    "teacher_evaluation": ("teacher", True, {"teacher_predictions", "baseline_models", "oracle_report", "task_labels", "split_assignments"}),
-    "distilled_students": ("students", True, {"teacher_predictions", "teacher_evaluation", "feature_table", "task_labels", "split_assignments", "leakage_report"}),
-    "fidelity_report": ("students", True, {"distilled_students", "teacher_predictions", "teacher_evaluation", "task_labels", "split_assignments"}),
-    "fairness_report": ("governance", True, {"distilled_students", "teacher_predictions", "task_labels", "split_assignments", "synthetic_customers"}),
-    # SPEC 3 lists seven inputs; leakage_report is added by its own rule: every consumer of
-    # feature_table also depends on leakage_report (blocking checks only gate direct dependents).
-    "promotion_decision": ("governance", True, {"fidelity_report", "fairness_report", "teacher_evaluation", "distilled_students",
-                                               "feature_table", "task_labels", "split_assignments", "leakage_report"}),
-    "champion_model": ("governance", False, {"promotion_decision"}),
-    "production_snapshots": ("production", True, set()),
-    "production_scores": ("production", True, {"production_snapshots", "santander_raw", "card_transactions_raw", "champion_model"}),
-    "drift_report": ("production", True, {"production_scores", "champion_model"}),
-    "production_fairness": ("production", True, {"production_scores"}),
-    "production_outcomes": ("production", True, {"production_scores", "production_snapshots"}),
-}
 
 
 def declared_checks() -> dict[str, dict[str, bool]]:
@@ -66,8 +36,26 @@ PRODUCTION_ASSETS = [production.production_snapshots, production.production_scor
                      production.production_fairness, production.production_outcomes]
 ALL_DATASET_ASSETS = [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS, *TEACHER_ASSETS, *STUDENT_ASSETS]
 ALL_ASSETS = [*ALL_DATASET_ASSETS, *GOVERNANCE_ASSETS, *PRODUCTION_ASSETS]
-# Capped training for the suite (SPEC 4): v4 at the default 20,000 customers, fixed seed.
-TEST_TEACHER_CONFIG = {"epochs": 4, "patience": 2, "seed": 0, "device": "auto"}
+# Capped training for the suite: v4 at the default 20,000 customers, fixed seed.
+# Threads: the cores this pytest process has to itself (xdist runs one process per core).
+TEST_TEACHER_CONFIG = {"epochs": 4, "patience": 2, "seed": 0, "device": "auto",
+                       "threads": max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))}
+VERSIONS = ("v2", "v3", "v4")
+BUILD_FIXTURES = {"build", "teacher_build", "students_build"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the shared build are `slow`. Under xdist each module is one unit of work (its module
+    fixtures are built once) and every test on the shared build joins one group, scheduled first,
+    so that one worker builds it while the others run everything else."""
+    on_build = {item: bool(BUILD_FIXTURES & set(item.fixturenames)) for item in items}
+    for item in items:
+        if on_build[item]:
+            item.add_marker(pytest.mark.slow)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group("shared_build" if on_build[item] else item.module.__name__))
+    items.sort(key=lambda item: not on_build[item])
 
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -97,23 +85,36 @@ class Build:
         return DataPaths(data_dir=str(self.data_dir)).warehouse
 
 
+def _materialize_version(home: str, data_dir: str, version: str) -> str:
+    """One synthetic version through labels, features and leakage, in its own process; the run id."""
+    instance = dg.DagsterInstance.local_temp(home)
+    return dg.materialize(
+        [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS],
+        selection=[synthetic.synthetic_version, *LABEL_ASSETS, *FEATURE_ASSETS],
+        partition_key=version, instance=instance, resources=resources_for(Path(data_dir)), raise_on_error=False,
+    ).run_id
+
+
+def stored_result(instance: dg.DagsterInstance, run_id: str) -> dg.ExecuteInProcessResult:
+    """A run executed in another process, read back from the instance it wrote to (the events and
+    the run; no job definition or captured outputs, which no test reads)."""
+    events = [e.dagster_event for e in instance.all_logs(run_id) if e.is_dagster_event]
+    return dg.ExecuteInProcessResult(events, instance.get_run_by_id(run_id), None, None)
+
+
 @pytest.fixture(scope="session")
 def build(tmp_path_factory) -> Build:
-    """The embedded default through raw, calibration and every synthetic version, on disk."""
+    """The embedded default through raw, calibration and every synthetic version, on disk: an on-disk
+    instance, the versions materialized in parallel processes (they share only the warehouse)."""
     data_dir = tmp_path_factory.mktemp("finai_data")
-    instance = dg.DagsterInstance.ephemeral()
+    home = tmp_path_factory.mktemp("dagster_instance")
+    instance = dg.DagsterInstance.local_temp(str(home))
     results = {
         "raw": dg.materialize([*RAW_ASSETS, synthetic.synthetic_calibration], instance=instance, resources=resources_for(data_dir))
     }
-    for version in ("v2", "v3", "v4"):
-        results[version] = dg.materialize(
-            [*RAW_ASSETS, *SYNTHETIC_ASSETS, *LABEL_ASSETS, *FEATURE_ASSETS],
-            selection=[synthetic.synthetic_version, *LABEL_ASSETS, *FEATURE_ASSETS],
-            partition_key=version,
-            instance=instance,
-            resources=resources_for(data_dir),
-            raise_on_error=False,
-        )
+    with concurrent.futures.ProcessPoolExecutor(len(VERSIONS), mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = {v: pool.submit(_materialize_version, str(home), str(data_dir), v) for v in VERSIONS}
+        results |= {v: stored_result(instance, run.result()) for v, run in runs.items()}
     return Build(data_dir, instance, results)
 
 

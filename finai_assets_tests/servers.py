@@ -1,5 +1,5 @@
 """`dagster dev` (webserver + daemon) for the end-to-end tests: its own DAGSTER_HOME with the
-committed instance config, its own data folder, its own process group (dagster-notes P14)."""
+committed instance config, its own data folder, its own process group (so stopping it ends every child)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The audit log (SPEC 3.8, reference-system.md 7.2): a persisted HMAC chain that detects edit,
+"""The audit log: a persisted HMAC chain that detects edit,
 deletion, reorder, forged relink and tail truncation, serializes concurrent writers, survives
 restarts and fails closed."""
 
@@ -112,6 +112,8 @@ def test_a_forged_relink_without_the_key_is_caught_by_the_hmac(tmp_path):
 
 
 def test_tail_truncation_is_caught_by_the_anchor_and_by_the_expected_head(tmp_path):
+    """docs/defects.md#audit-truncation: a truncated or rolled-back tail is caught by the anchor
+    and by the head mirrored into materialization metadata."""
     log, written = _log(tmp_path)
     _sql(log, "DELETE FROM audit_log WHERE seq >= 4")
     result = log.verify()
@@ -148,19 +150,23 @@ def test_an_anchor_behind_the_head_is_reported_and_repaired_by_the_next_append(t
 
 
 def test_four_processes_appending_concurrently_build_one_chain(tmp_path):
+    """docs/defects.md#forked-audit-chain: concurrent writers serialise under an OS file lock
+    into one chain."""
     path = tmp_path / "audit_log.duckdb"
-    workers = [_append_in_subprocess(path, str(w), 200) for w in range(4)]
+    workers = [_append_in_subprocess(path, str(w), 50) for w in range(4)]  # appends serialise on the lock: 200 in all
     assert [w.wait(timeout=300) for w in workers] == [0, 0, 0, 0]
     log = AuditLog(path, KEY)
     entries = log.entries()
-    assert [e.seq for e in entries] == list(range(1, 801))
+    assert [e.seq for e in entries] == list(range(1, 201))
     for w in range(4):  # each writer's entries are all there, in its own order
-        assert [e.details["i"] for e in entries if e.asset == f"asset_{w}"] == list(range(200))
+        assert [e.details["i"] for e in entries if e.asset == f"asset_{w}"] == list(range(50))
     result = log.verify()
-    assert (result.ok, result.entries, result.head_seq, result.problems) == (True, 800, 800, [])
+    assert (result.ok, result.entries, result.head_seq, result.problems) == (True, 200, 200, [])
 
 
 def test_a_restarted_writer_continues_the_persisted_chain(tmp_path):
+    """docs/defects.md#audit-chain-restarts: the head is read from the file on every append, so
+    a new writer continues the chain."""
     log, written = _log(tmp_path, 3)
     again = AuditLog(log.path, KEY)  # a new object knows nothing but the file
     fourth = again.append("materialized", "task_labels", "v3")
@@ -173,6 +179,7 @@ def test_a_restarted_writer_continues_the_persisted_chain(tmp_path):
 
 
 def test_the_key_is_refused_in_production_when_missing_empty_or_default():
+    """docs/defects.md#public-audit-key: production refuses a missing, empty or default key."""
     for env in ({}, {"FINAI_AUDIT_KEY": ""}, {"FINAI_AUDIT_KEY": DEFAULT_DEV_KEY}):
         with pytest.raises(AuditKeyError, match="set FINAI_AUDIT_KEY"):
             audit_key({**env, "FINAI_PROFILE": "production"})

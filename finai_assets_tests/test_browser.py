@@ -1,11 +1,13 @@
-"""A real browser against the real UI (SPEC 4): headless Debian Chromium, driven by selenium,
+"""A real browser against the real UI: headless Debian Chromium, driven by selenium,
 against `dagster dev` (webserver + daemon) on 127.0.0.1.
 
 `dagster dev` runs with a fresh DAGSTER_HOME holding the committed `.dagster/dagster.yaml` (its
 run and pool limits; the QueuedRunCoordinator, so the daemon dequeues the UI's run, P8) and a
-fresh FINAI_DATA_DIR. The module checks, through what the browser shows:
+fresh FINAI_DATA_DIR. The first visit dismisses Dagster's "Join the Dagster community" dialog
+(it opens over the page on a fresh instance). The module checks, through what the browser shows:
 
-1. the asset lineage graph of the `raw` group renders with its asset nodes;
+1. the asset lineage graph of the `raw` group renders with its asset nodes, and the global graph,
+   every group expanded, draws every asset; the `teacher_evaluation` page shows its checks;
 2. the "Materialize" button on the santander_raw asset page launches a run;
 3. that run succeeds (its run page) and the asset page then shows santander_raw's latest
    materialization (the run id cross-checked with one GraphQL query).
@@ -21,9 +23,10 @@ import re
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from finai_assets_tests.conftest import REPO
+from finai_assets_tests.conftest import REPO, declared_checks
 from finai_assets_tests.servers import DagsterDev, dagster_home, tail
 from finai_assets_tests.servers import dagster_dev as start_dagster_dev
 
@@ -44,9 +47,10 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1600,1000",
 )
+WINDOW = (1600, 1000)
 INSTALL_HINT = "run `make browser` (apt-installs Debian chromium + chromium-driver)"
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 LATEST_MATERIALIZATION_QUERY = """
 { assetOrError(assetKey: {path: ["santander_raw"]}) { __typename
@@ -121,16 +125,16 @@ def _in_viewport(driver, element) -> bool:
     )
 
 
-def _dismiss_overlays(driver, wait_s: float = 3.0) -> None:
-    """Close the first-visit "Join the Dagster community" modal (its "Skip" button) if it opens."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        skip = _visible(driver, "//button[normalize-space(.)='Skip']")
-        if skip:
-            skip[0].click()
-            _wait_for(driver, "the community modal to close", lambda d: not _visible(d, "//button[normalize-space(.)='Skip']"), 10, "overlay-timeout.png")
-            return
-        time.sleep(0.25)
+def _dismiss_community_dialog(driver, dagster_dev: DagsterDev) -> None:
+    """The first visit to a fresh DAGSTER_HOME opens the "Join the Dagster community" dialog a
+    second after the page renders, over whatever the page shows: wait for it, click "Skip", and
+    check that the instance remembers it (so no later page load opens it again)."""
+    dialog = "//*[@role='dialog'][.//*[normalize-space(text())='Join the Dagster community']]"
+    _wait_for(driver, "the first-visit community dialog", lambda d: _visible(d, dialog), UI_TIMEOUT_S, "community-dialog-timeout.png")
+    _shot(driver, "community-dialog.png")
+    _visible(driver, f"{dialog}//button[normalize-space(.)='Skip']")[0].click()
+    _wait_for(driver, "the community dialog to close", lambda d: not _visible(d, dialog), UI_TIMEOUT_S, "community-dialog-close-timeout.png")
+    assert dagster_dev.gql("{ shouldShowNux }") == {"shouldShowNux": False}
 
 
 def _graph_node(driver, name: str):
@@ -160,6 +164,7 @@ def browser(tmp_path_factory):
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
+    options.add_argument(f"--window-size={WINDOW[0]},{WINDOW[1]}")
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}")
     service = Service(executable_path=CHROMEDRIVER, log_output=str(ARTIFACTS / "chromedriver.log"))
     try:
@@ -184,11 +189,18 @@ def dagster_dev(tmp_path_factory) -> DagsterDev:
 
 
 @pytest.fixture(scope="module")
-def ui_launch(browser, dagster_dev) -> dict:
+def ui(browser, dagster_dev):
+    """The browser after its first visit (the global lineage page), the community dialog dismissed."""
+    browser.get(f"{dagster_dev.base}/asset-groups")
+    _dismiss_community_dialog(browser, dagster_dev)
+    return browser
+
+
+@pytest.fixture(scope="module")
+def ui_launch(ui, dagster_dev) -> dict:
     """Click "Materialize" on the santander_raw asset page; returns the run the UI says it launched."""
-    driver = browser
+    driver = ui
     driver.get(f"{dagster_dev.base}/assets/santander_raw")
-    _dismiss_overlays(driver)
     button = _wait_for(driver, 'the "Materialize" button', lambda d: (_visible(d, MATERIALIZE_BUTTON) or [None])[0], UI_TIMEOUT_S, "materialize-button-timeout.png")
     before = {a.get_attribute("href") for a in driver.find_elements("xpath", RUN_LINK)}
     button.click()
@@ -211,15 +223,62 @@ def ui_launch(browser, dagster_dev) -> dict:
 # --------------------------------------------------------------------------- tests
 
 
-def test_lineage_graph_renders_asset_nodes(browser, dagster_dev):
-    browser.get(f"{dagster_dev.base}/locations/{LOCATION}/asset-groups/raw")
-    _dismiss_overlays(browser)
+def test_lineage_graph_renders_asset_nodes(ui, dagster_dev):
+    ui.get(f"{dagster_dev.base}/locations/{LOCATION}/asset-groups/raw")
     for name in RAW_GROUP_ASSETS:
-        _wait_for(browser, f"the asset graph node {name}", lambda d, n=name: _graph_node(d, n), UI_TIMEOUT_S, "lineage-timeout.png")
+        _wait_for(ui, f"the asset graph node {name}", lambda d, n=name: _graph_node(d, n), UI_TIMEOUT_S, "lineage-timeout.png")
     # The graph draws its edges: santander_raw and card_transactions_raw feed customer_profiles.
-    edges = browser.find_elements("xpath", "//*[local-name()='svg']//*[local-name()='path']")
+    edges = ui.find_elements("xpath", "//*[local-name()='svg']//*[local-name()='path']")
     assert len(edges) >= 2, f"{len(edges)} SVG paths in the lineage graph"
-    _shot(browser, "lineage.png")
+    _shot(ui, "lineage.png")
+
+
+def _shows(label: str, name: str) -> bool:
+    """A graph node's label is the asset name, or the name shortened in the middle with "…"."""
+    if "…" not in label:
+        return label == name
+    head, _, tail_ = label.partition("…")
+    return len(name) > len(head) + len(tail_) and name.startswith(head) and name.endswith(tail_)
+
+
+def test_the_expanded_asset_graph_shows_every_asset(ui, dagster_dev):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    assets = list(declared_checks())
+    ui.set_window_size(2000, 3000)  # tall enough for the whole expanded graph at a legible zoom
+    try:
+        ui.get(f"{dagster_dev.base}/asset-groups")
+        _wait_for(ui, "the global asset graph", lambda d: _visible(d, "//*[local-name()='foreignObject']"), UI_TIMEOUT_S, "asset-graph-timeout.png")
+        # A first visit shows every group collapsed; Alt+E is the graph's "Expand all groups".
+        ActionChains(ui).key_down(Keys.ALT).send_keys("e").key_up(Keys.ALT).perform()
+
+        def every_asset_drawn(d):
+            labels = [e.text.strip() for e in d.find_elements("xpath", "//*[local-name()='foreignObject']//div[not(*)]")]
+            missing = [a for a in assets if not any(_shows(label, a) for label in labels)]
+            return not missing
+
+        _wait_for(ui, f"all {len(assets)} asset nodes in the expanded graph", every_asset_drawn, UI_TIMEOUT_S, "asset-graph-timeout.png")
+        time.sleep(1.0)  # the edges settle after the nodes
+        _shot(ui, "asset-graph.png")
+    finally:
+        ui.set_window_size(*WINDOW)
+
+
+def test_the_teacher_evaluation_page_shows_its_description_and_checks(ui, dagster_dev):
+    from finai_assets.definitions import defs
+
+    node = defs().resolve_asset_graph().get(dg.AssetKey("teacher_evaluation"))
+    opening = " ".join(node.description.split()[:4])
+    ui.get(f"{dagster_dev.base}/assets/teacher_evaluation")
+    _wait_for(ui, "the teacher_evaluation overview", lambda d: opening in _body_text(d) and "Never materialized" in _body_text(d),
+              UI_TIMEOUT_S, "teacher-evaluation-timeout.png")
+    _shot(ui, "teacher-evaluation.png")
+    checks = declared_checks()["teacher_evaluation"]
+    ui.get(f"{dagster_dev.base}/assets/teacher_evaluation?view=checks")
+    _wait_for(ui, f"the checks {sorted(checks)} on the Checks tab", lambda d: all(c in _body_text(d) for c in checks),
+              UI_TIMEOUT_S, "teacher-evaluation-checks-timeout.png")
+    _shot(ui, "teacher-evaluation-checks.png")
 
 
 def test_materialize_button_launches_a_run(ui_launch):
@@ -227,9 +286,9 @@ def test_materialize_button_launches_a_run(ui_launch):
     assert f"Launched run {run_id[:8]}" in ui_launch["notice"], ui_launch["notice"][:500]
 
 
-def test_run_succeeds_and_asset_shows_materialized(browser, dagster_dev, ui_launch):
+def test_run_succeeds_and_asset_shows_materialized(ui, dagster_dev, ui_launch):
     run_id = ui_launch["run_id"]
-    driver = browser
+    driver = ui
     driver.get(ui_launch["href"])  # the run page the UI's notice links to
 
     def run_finished(d):

@@ -1,4 +1,4 @@
-"""PSI drift (SPEC 3.8, thresholds SPEC 5): hand-computed values, reference-only bins, nulls and
+"""PSI drift (thresholds: docs/thresholds.md#drift): hand-computed values, reference-only bins, nulls and
 unseen values as drift, and the errors a mismatched table gets."""
 
 import math

@@ -3,6 +3,7 @@ groups, students beside teacher and labels, per-attribute checks (warning by def
 by config), and every group of every version large enough in the test split."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,8 +12,9 @@ import polars as pl
 import pytest
 
 from finai_assets.lib import fairness as fair
+from finai_assets.lib import protected as prot
 from finai_assets.lib.schema import DEFAULT_CUTOFF
-from finai_assets_tests.conftest import ALL_DATASET_ASSETS, REPO, declared_checks
+from finai_assets_tests.conftest import ALL_DATASET_ASSETS, REPO, declared_checks, resources_for
 
 ATTRIBUTES = ("gender", "age_band", "region", "income_band", "residency")
 
@@ -27,7 +29,7 @@ def _test_groups(warehouse, version):
     snapshot = warehouse.read("synthetic_customers", version)["snapshots"].filter(pl.col("fecha_dato") == DEFAULT_CUTOFF)
     splits = warehouse.read("split_assignments", version).select("ncodpers", "split")
     train = snapshot.join(splits.filter(pl.col("split") == "train"), on="ncodpers")
-    groups = fair.protected_groups(snapshot.select(fair.SNAPSHOT_COLUMNS), fair.fit_income_edges(train["renta"]))
+    groups = prot.protected_groups(snapshot.select(prot.SNAPSHOT_COLUMNS), prot.fit_income_edges(train["renta"]))
     return groups.join(splits.filter(pl.col("split") == "test"), on="ncodpers")
 
 
@@ -35,8 +37,8 @@ def test_every_group_of_every_attribute_reaches_the_minimum_in_every_test_split(
     minimum = fair.FairnessConfig().min_group_size
     for version in ("v2", "v3", "v4"):
         groups = _test_groups(build.warehouse, version)
-        fair.validate_groups(groups.drop("split"))
-        for attribute, declared in fair.DECLARED_GROUPS.items():
+        prot.validate_groups(groups.drop("split"))
+        for attribute, declared in prot.DECLARED_GROUPS.items():
             counts = dict(groups[attribute].value_counts().iter_rows())
             assert set(counts) == set(declared), (version, attribute)
             assert min(counts.values()) >= minimum, (version, attribute, counts)
@@ -58,7 +60,7 @@ def test_the_report_covers_students_teacher_and_labels_on_every_binary_task(v4):
     labels = groups.filter(pl.col("model") == "labels")
     assert (labels["selection_rate"] - labels["positives"] / labels["n"]).abs().max() < 1e-12
     # every declared group is reported, all large enough at the default minimum on this build
-    assert set(groups.filter(pl.col("attribute") == "region")["group"]) == set(fair.DECLARED_GROUPS["region"])
+    assert set(groups.filter(pl.col("attribute") == "region")["group"]) == set(prot.DECLARED_GROUPS["region"])
     assert (groups.filter(pl.col("model") == "labels")["status"] != fair.INSUFFICIENT).all()
     # intersections: 2-way only, small cells flagged rather than judged
     inter = report["intersections"]
@@ -88,12 +90,13 @@ def test_fairness_checks_block_when_configured():
     assert out.stdout.strip() == str([True] * 5)
 
 
-def test_a_lower_minimum_group_size_makes_small_intersections_count(v4):
-    build = v4["build"]
+def test_a_lower_minimum_group_size_makes_small_intersections_count(v4, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(v4["build"].data_dir, data)  # the shared build keeps its default report
     config = {"ops": {"fairness_report": {"config": {"min_group_size": 30}}}}
-    result = dg.materialize(ALL_DATASET_ASSETS, selection=["fairness_report"], partition_key="v4", instance=build.instance,
-                            resources=build.resources, run_config=config)
-    lowered = build.warehouse.read("fairness_report", "v4")["intersections"]
+    result = dg.materialize(ALL_DATASET_ASSETS, selection=["fairness_report"], partition_key="v4", instance=dg.DagsterInstance.ephemeral(),
+                            resources=resources_for(data), run_config=config)
+    lowered = resources_for(data)["paths"].warehouse.read("fairness_report", "v4")["intersections"]
     default = v4["report"]["intersections"]
     count = lambda t: t.filter(pl.col("status") != fair.INSUFFICIENT).height  # noqa: E731
     assert result.success and count(lowered) > count(default)

@@ -1,4 +1,4 @@
-"""finai_assets.lib.fairness (SPEC 3.7, thresholds SPEC 5): groups, metrics against fairlearn's
+"""finai_assets.lib.fairness (thresholds: docs/thresholds.md#fairness): groups, metrics against fairlearn's
 own functions and hand-computed numbers, the vectorised bootstrap against a naive loop, the
 insufficient / no-selection rules and the relative-DI check."""
 
@@ -21,23 +21,39 @@ from fairlearn.metrics import (
 
 from finai_assets.lib import plots
 from finai_assets.lib.fairness import (
-    ATTRIBUTE_PAIRS,
-    DECLARED_GROUPS,
     FairnessConfig,
     attribute_checks,
-    attribute_summary,
     bootstrap_counts,
     fairness_report,
-    fit_income_edges,
-    group_metrics,
-    intersections,
-    protected_groups,
     resample_indices,
     top_k_selection,
+)
+from finai_assets.lib.protected import (
+    ATTRIBUTE_PAIRS,
+    DECLARED_GROUPS,
+    disparate_impact,
+    fit_income_edges,
+    protected_groups,
     validate_groups,
 )
 
 SMALL = FairnessConfig(min_group_size=5, check_operating_point="threshold")
+
+
+def group_metrics(groups, labels, scores, config=FairnessConfig()) -> pl.DataFrame:
+    """Per group rows of the five attributes."""
+    return fairness_report(groups, labels, scores, config)["groups"]
+
+
+def attribute_summary(groups, labels, scores, config=FairnessConfig()) -> pl.DataFrame:
+    """Per attribute summary rows."""
+    return fairness_report(groups, labels, scores, config)["summary"]
+
+
+def intersections(groups, labels, scores, config=FairnessConfig()) -> dict[str, pl.DataFrame]:
+    """The two-way intersections: {"groups", "summary"}."""
+    report = fairness_report(groups, labels, scores, config)
+    return {"groups": report["intersections"], "summary": report["intersection_summary"]}
 
 
 def cycled_groups(n: int, seed: int | None = None) -> pl.DataFrame:
@@ -129,6 +145,11 @@ def test_protected_groups_reject_bad_input():
         protected_groups(snapshot(renta=[1.0]), [3.0, 2.0, 4.0, 5.0])
     with pytest.raises(ValueError, match="lacks columns"):
         protected_groups(snapshot(renta=[1.0]).drop("indext"), EDGES)
+
+
+def test_disparate_impact_of_nobody_selected_is_zero():
+    di = disparate_impact(np.array([0.2, 0.0, 0.0, np.nan]), np.array([0.4, 0.3, 0.0, np.nan]))
+    assert di[:3].tolist() == [0.5, 0.0, 0.0] and np.isnan(di[3])  # nobody selected: 0, never 1
 
 
 def test_validate_groups_rejects_absent_undeclared_and_missing_attributes():

@@ -7,10 +7,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from finai_assets.lib import feature_isolation as iso
 from finai_assets.lib import features as feat
-from finai_assets.lib.labels import cutoff_instant
 from finai_assets.lib.schema import DEFAULT_CUTOFF
 from finai_assets.lib.storage import content_hash
+from finai_assets.lib.timeline import cutoff_instant
 
 CUT = cutoff_instant(DEFAULT_CUTOFF)
 
@@ -37,7 +38,7 @@ def test_feature_table_materialized_for_every_customer_at_the_cutoff(build, v3):
 
 def test_post_cutoff_perturbation_leaves_the_feature_table_byte_identical(v3):
     snaps, txn = v3["snapshots"], v3["transactions"]
-    perturbed_snaps, perturbed_txn = feat.perturb_after_cutoff(snaps, txn, DEFAULT_CUTOFF)
+    perturbed_snaps, perturbed_txn = iso.perturb_after_cutoff(snaps, txn, DEFAULT_CUTOFF)
     assert content_hash(perturbed_txn) != content_hash(txn) and content_hash(perturbed_snaps) != content_hash(snaps)
     original = feat.transform(snaps, txn, v3["pipeline"])
     assert content_hash(original) == content_hash(v3["table"]["features"])
@@ -50,11 +51,11 @@ def test_val_and_test_perturbation_leaves_the_pipeline_identical(v3):
     fitted = {k: v for k, v in v3["pipeline"].items() if k != "isolation"}
     config = feat.pipeline_config(fitted)
     held_out = splits.filter(pl.col("split").is_in(["val", "test"]))["ncodpers"]
-    refit = feat.fit_pipeline(*feat.perturb_customers(v3["snapshots"], v3["transactions"], held_out), splits, config)
+    refit = feat.fit_pipeline(*iso.perturb_customers(v3["snapshots"], v3["transactions"], held_out), splits, config)
     assert content_hash(refit) == content_hash(fitted)
     # ...while touching train customers changes it: the comparison can fail.
     train = splits.filter(pl.col("split") == "train")["ncodpers"]
-    moved = feat.fit_pipeline(*feat.perturb_customers(v3["snapshots"], v3["transactions"], train), splits, config)
+    moved = feat.fit_pipeline(*iso.perturb_customers(v3["snapshots"], v3["transactions"], train), splits, config)
     assert content_hash(moved) != content_hash(fitted)
 
 

@@ -1,4 +1,4 @@
-"""The fidelity gate of SPEC 3.6 on constructed teachers and students (lib.fidelity)."""
+"""The fidelity gate on constructed teachers and students (lib.fidelity)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Candidate labels (SPEC 3.3) on constructed customers, and the stratified split."""
+"""Candidate labels (docs/labels.md) on constructed customers, and the stratified split."""
 
 import datetime as dt
 
@@ -8,7 +8,7 @@ import pytest
 
 from finai_assets.lib import labels as lab
 from finai_assets.lib.schema import PRODUCT_COLUMNS, SNAPSHOT_MONTHS, product_column
-from finai_assets.lib.synthetic_checks import conditional_entropy_ratio
+from finai_assets.lib.stats import conditional_entropy_ratio, stable_hash
 
 C = dt.date(2016, 4, 28)
 NEXT = dt.date(2016, 5, 28)
@@ -147,10 +147,10 @@ def test_nba_primary_hash_tie_break_is_no_fixed_priority(build):
 
 
 def test_stable_hash_is_fixed():
-    assert lab.stable_hash(np.array([1, 2]), np.array([3, 4]), seed=7).tolist() == lab.stable_hash(
+    assert stable_hash(np.array([1, 2]), np.array([3, 4]), seed=7).tolist() == stable_hash(
         np.array([1, 2]), np.array([3, 4]), seed=7
     ).tolist()
-    assert lab.stable_hash(np.array([1]), seed=7)[0] != lab.stable_hash(np.array([1]), seed=8)[0]
+    assert stable_hash(np.array([1]), seed=7)[0] != stable_hash(np.array([1]), seed=8)[0]
 
 
 def test_label_contract_flags_violations(build):

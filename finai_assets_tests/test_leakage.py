@@ -1,14 +1,16 @@
 """The oracle and the leakage report: green on clean data, and each injected leak fails the
-check that guards against it (SPEC 3.4)."""
+check that guards against it."""
 
 import numpy as np
 import polars as pl
 import pytest
 
 from finai_assets.defs.leakage import LEAKAGE_CHECKS
+from finai_assets.lib import feature_isolation as iso
 from finai_assets.lib import features as feat
 from finai_assets.lib import leakage
 from finai_assets.lib.schema import DEFAULT_CUTOFF
+from finai_assets.lib.timeline import cutoff_instant
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_a_feature_from_post_cutoff_data_fails_time_isolation(v4, monkeypatch):
     original = feat._raw_features
 
     def leaky(snapshots, transactions, pipeline, config, population=None):
-        later = transactions.filter(pl.col("ts") >= feat.cutoff_instant(config.cutoff))
+        later = transactions.filter(pl.col("ts") >= cutoff_instant(config.cutoff))
         spend = later.group_by("ncodpers").agg(txn_next_month=pl.col("amount").sum())
         return original(snapshots, transactions, pipeline, config, population).join(spend, on="ncodpers", how="left")
 
@@ -73,7 +75,7 @@ def test_a_feature_from_post_cutoff_data_fails_time_isolation(v4, monkeypatch):
     pipeline = {k: v for k, v in v4["pipeline"].items() if k != "isolation"}
     table = feat.transform(v4["snapshots"], v4["transactions"], pipeline)
     assert "txn_next_month" in table.columns
-    isolation = feat.table_isolation(v4["snapshots"], v4["transactions"], pipeline, table)
+    isolation = iso.table_isolation(v4["snapshots"], v4["transactions"], pipeline, table)
     assert not isolation["identical"][0]
 
 
@@ -85,7 +87,7 @@ def test_a_group_fitted_on_all_rows_fails_the_pipeline_isolation(v4, monkeypatch
 
     monkeypatch.setattr(feat, "fit_pipeline", fitted_on_everyone)
     pipeline = feat.fit_pipeline(v4["snapshots"], v4["transactions"], v4["splits"])
-    assert not feat.pipeline_isolation(v4["snapshots"], v4["transactions"], v4["splits"], pipeline)["identical"][0]
+    assert not iso.pipeline_isolation(v4["snapshots"], v4["transactions"], v4["splits"], pipeline)["identical"][0]
 
 
 def test_a_ground_truth_column_wired_into_features_fails_lineage(v4):
@@ -143,7 +145,7 @@ def test_a_leaky_feature_stops_the_teacher_in_the_same_run(build, tmp_path, monk
     original = feat._raw_features
 
     def leaky(snapshots, transactions, pipeline, config, population=None):
-        later = transactions.filter(pl.col("ts") >= feat.cutoff_instant(config.cutoff))
+        later = transactions.filter(pl.col("ts") >= cutoff_instant(config.cutoff))
         return original(snapshots, transactions, pipeline, config, population).join(
             later.group_by("ncodpers").agg(txn_next_month=pl.col("amount").sum()), on="ncodpers", how="left"
         )

@@ -7,7 +7,7 @@ from sklearn.metrics import f1_score, r2_score, roc_auc_score
 from finai_assets.lib.ple.baselines import fit_lightgbm_baselines, predict_lightgbm
 from finai_assets.lib.ple.tasks import TaskSpec
 
-SPECS = [TaskSpec("churn", "binary"), TaskSpec("segment", "multiclass", classes=3), TaskSpec("spend", "regression")]
+TASKS = [TaskSpec("churn", "binary"), TaskSpec("segment", "multiclass", classes=3), TaskSpec("spend", "regression")]
 
 
 def _problem(n: int = 3000, seed: int = 0):
@@ -34,13 +34,13 @@ def fitted():
     Xtr, ltr = _split(X, labels, 0, 2000)
     Xva, lva = _split(X, labels, 2000, 2500)
     Xte, lte = _split(X, labels, 2500, 3000)
-    boosters = fit_lightgbm_baselines(Xtr, ltr, Xva, lva, SPECS, seed=0)
+    boosters = fit_lightgbm_baselines(Xtr, ltr, Xva, lva, TASKS, seed=0)
     return boosters, Xtr, ltr, Xva, lva, Xte, lte
 
 
 def test_baselines_learn_each_task_type_on_held_out_rows(fitted):
     boosters, *_, Xte, lte = fitted
-    pred = predict_lightgbm(boosters, Xte, SPECS)
+    pred = predict_lightgbm(boosters, Xte, TASKS)
     assert pred["churn"].shape == (500,) and pred["segment"].shape == (500, 3) and pred["spend"].shape == (500,)
     assert np.allclose(pred["segment"].sum(axis=1), 1.0)
     m = {k: ~np.isnan(v) for k, v in lte.items()}
@@ -54,8 +54,8 @@ def test_baselines_learn_each_task_type_on_held_out_rows(fitted):
 
 def test_same_seed_gives_identical_predictions(fitted):
     boosters, Xtr, ltr, Xva, lva, Xte, _ = fitted
-    again = predict_lightgbm(fit_lightgbm_baselines(Xtr, ltr, Xva, lva, SPECS, seed=0), Xte, SPECS)
-    first = predict_lightgbm(boosters, Xte, SPECS)
+    again = predict_lightgbm(fit_lightgbm_baselines(Xtr, ltr, Xva, lva, TASKS, seed=0), Xte, TASKS)
+    first = predict_lightgbm(boosters, Xte, TASKS)
     for name in first:
         assert np.array_equal(first[name], again[name])
 
@@ -71,14 +71,14 @@ def test_null_label_rows_are_not_used(fitted):
         for y in lab.values():
             y[rows] = np.nan
         X2[rows] = garbage.normal(scale=1e3, size=(len(rows), X2.shape[1]))
-    base = fit_lightgbm_baselines(Xtr, ltr2, Xva, lva2, SPECS, seed=0)
-    dirty = fit_lightgbm_baselines(Xtr2, ltr2, Xva2, lva2, SPECS, seed=0)
-    for spec in SPECS:
+    base = fit_lightgbm_baselines(Xtr, ltr2, Xva, lva2, TASKS, seed=0)
+    dirty = fit_lightgbm_baselines(Xtr2, ltr2, Xva2, lva2, TASKS, seed=0)
+    for spec in TASKS:
         assert base[spec.name].model_to_string() == dirty[spec.name].model_to_string()
     # control: the same garbage on labelled rows does change the boosters
     Xtr3 = Xtr.copy()
     Xtr3[np.arange(1, len(Xtr3), 7)] = garbage.normal(scale=1e3, size=(len(range(1, len(Xtr3), 7)), Xtr3.shape[1]))
-    touched = fit_lightgbm_baselines(Xtr3, ltr2, Xva, lva2, SPECS, seed=0)
+    touched = fit_lightgbm_baselines(Xtr3, ltr2, Xva, lva2, TASKS, seed=0)
     assert base["churn"].model_to_string() != touched["churn"].model_to_string()
 
 
@@ -86,7 +86,7 @@ def test_bad_multiclass_labels_and_missing_validation_labels_are_refused():
     X, labels = _problem(200)
     bad = {**labels, "segment": labels["segment"] + 0.5}
     with pytest.raises(ValueError, match="class indices in"):
-        fit_lightgbm_baselines(X, bad, X, labels, SPECS)
+        fit_lightgbm_baselines(X, bad, X, labels, TASKS)
     empty = {**labels, "churn": np.full(200, np.nan)}
     with pytest.raises(ValueError, match="'churn': .* 0 labelled validation rows"):
-        fit_lightgbm_baselines(X, labels, X, empty, SPECS)
+        fit_lightgbm_baselines(X, labels, X, empty, TASKS)

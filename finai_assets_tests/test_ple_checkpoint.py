@@ -1,4 +1,4 @@
-"""PLE checkpoint: atomic save with sha256, verified weights-only load, schema match (SPEC 3.5)."""
+"""PLE checkpoint: atomic save with sha256, verified weights-only load, schema match."""
 
 import dataclasses
 import hashlib

@@ -1,4 +1,4 @@
-"""Masked losses and loss weighting (SPEC 3.5; reference-system 4.4: sign, w_t and clamps)."""
+"""Masked losses and loss weighting (docs/defects.md#uncertainty-weighting: sign, w_t and clamps)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""PLE per-task metrics and the checkpoint-selection composite (SPEC 3.5)."""
+"""PLE per-task metrics and the checkpoint-selection composite."""
 
 import numpy as np
 import pytest

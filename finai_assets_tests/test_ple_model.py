@@ -1,4 +1,4 @@
-"""The PLE model and the generic training API (SPEC 3.5)."""
+"""The PLE model and the generic training API."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.ple.train import TrainConfig, predict, train_ple
 from finai_assets.lib.schema import PRODUCT_COLUMNS
 
-SPECS = [TaskSpec("churn", "binary"), TaskSpec("nba", "multiclass", classes=6), TaskSpec("cross_sell", "regression")]
+TASKS = [TaskSpec("churn", "binary"), TaskSpec("nba", "multiclass", classes=6), TaskSpec("cross_sell", "regression")]
 
 
 def feature_like(n: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -66,7 +66,7 @@ def schema_of(columns):
 def test_the_feature_schema_routes_every_group_to_all_seven_experts(gate):
     X, cols = feature_like(64)
     torch.manual_seed(0)
-    model = PLE(cols, SPECS, PLEConfig(expert_dim=16, tower_dims=(16,), gate=gate), schema_of(cols))
+    model = PLE(cols, TASKS, PLEConfig(expert_dim=16, tower_dims=(16,), gate=gate), schema_of(cols))
     assert list(model.routing) == list(EXPERTS)
     assert {c[:4] for c in model.routing["temporal"]} == {"seq_", "txn_"}
     assert all(c.startswith("hold_") or c == "product_count" or c.startswith("graph_") for c in model.routing["lightgcn"])

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from finai_assets.lib import fairness as fair
+from finai_assets.lib import protected as prot
 from finai_assets.lib import plots
 from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.production import selection_fairness
@@ -18,9 +18,9 @@ def _month():
     ids = np.arange(N)
     gender = np.where(ids < 600, "H", "V")  # 600 H, 400 V, no missing
     groups = pl.DataFrame({
-        "ncodpers": ids, "gender": gender, "age_band": rng.choice(fair.DECLARED_GROUPS["age_band"], N),
-        "region": rng.choice(fair.DECLARED_GROUPS["region"], N), "income_band": rng.choice(fair.DECLARED_GROUPS["income_band"], N),
-        "residency": rng.choice(fair.DECLARED_GROUPS["residency"], N),
+        "ncodpers": ids, "gender": gender, "age_band": rng.choice(prot.DECLARED_GROUPS["age_band"], N),
+        "region": rng.choice(prot.DECLARED_GROUPS["region"], N), "income_band": rng.choice(prot.DECLARED_GROUPS["income_band"], N),
+        "residency": rng.choice(prot.DECLARED_GROUPS["residency"], N),
     })
     p = np.where(gender == "H", np.where(ids % 2 == 0, 0.9, 0.1), np.where(ids % 4 == 0, 0.9, 0.1))  # H 50 %, V 25 % above 0.5
     return groups, pl.DataFrame({"ncodpers": ids, "p_churn_signal": p})
@@ -50,6 +50,9 @@ def test_a_zero_selection_gives_di_0_and_an_unscored_customer_is_an_error():
     none_for_v = scores.with_columns(p_churn_signal=pl.when(pl.Series(groups["gender"]) == "V").then(0.0).otherwise(pl.col("p_churn_signal")))
     summary = selection_fairness(groups, none_for_v, [TaskSpec("churn_signal", "binary")])["summary"]
     assert summary.filter(operating_point="threshold", attribute="gender")["di"].to_list() == [0.0]
+    nobody = selection_fairness(groups, scores.with_columns(p_churn_signal=pl.lit(0.0)), [TaskSpec("churn_signal", "binary")])["summary"]
+    row = nobody.filter(operating_point="threshold", attribute="gender").row(0, named=True)
+    assert row["di"] == 0.0 and row["status"] == "no_selection" and not row["four_fifths_pass"]  # 0, never null or 1
     with pytest.raises(ValueError, match="5 customers have protected groups but no score"):
         selection_fairness(groups, scores.head(N - 5), [TaskSpec("churn_signal", "binary")])
     with pytest.raises(ValueError, match="no binary task"):

@@ -1,5 +1,5 @@
-"""The promotion ladder (SPEC 3.8, thresholds SPEC 5): every rung, the paired bootstrap on
-per-sample predictions of the same rows (reference-system.md 7.1: it never ran there)."""
+"""The promotion ladder (thresholds: docs/thresholds.md#promotion): every rung, the paired bootstrap on
+per-sample predictions of the same rows (docs/defects.md#significance-never-ran)."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.promotion import Decision, PromotionConfig, Scored, decide, paired_bootstrap_auc
 
-SPECS = [TaskSpec("churn", "binary"), TaskSpec("cross_sell", "binary"), TaskSpec("next_mcc", "multiclass", classes=3),
+TASKS = [TaskSpec("churn", "binary"), TaskSpec("cross_sell", "binary"), TaskSpec("next_mcc", "multiclass", classes=3),
          TaskSpec("spend", "regression")]
 
 
@@ -36,7 +36,7 @@ def _secondary_of(model: Scored, other: Scored) -> Scored:
 
 
 def _decide(y, challenger, champion, fidelity=0, fairness=0, **config) -> Decision:
-    return decide(SPECS, y, challenger, champion, fidelity, fairness, PromotionConfig(resamples=500, **config))
+    return decide(TASKS, y, challenger, champion, fidelity, fairness, PromotionConfig(resamples=500, **config))
 
 
 def test_force_promote_wins_over_every_gate():

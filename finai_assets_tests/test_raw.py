@@ -1,4 +1,4 @@
-"""Raw-file reading, normalisation, quarantine and rejection (SPEC 3.1).
+"""Raw-file reading, normalisation, quarantine and rejection.
 
 Every test builds its inputs from the deterministic embedded sample (small: 300 customers,
 seed 7) or from rows derived from it, written to `tmp_path` as csv / csv.gz / parquet.
@@ -187,7 +187,7 @@ def test_column_permuted_file_reads_in_canonical_order(tmp_path, snapshots, samp
     snapshots.select(list(reversed(SNAPSHOT_COLUMNS))).write_csv(path)
     try:
         frame = _read(path)
-    except RawFileError as exc:  # rejecting it with a clear message would also honour SPEC 3.1
+    except RawFileError as exc:  # rejecting it with a clear message would also be acceptable
         assert "order" in str(exc) or "schema" in str(exc)
         return
     assert tuple(frame.columns) == SNAPSHOT_COLUMNS, (
@@ -366,7 +366,7 @@ def test_each_normalisation_on_constructed_rows(clean_snapshots, base_row):
 
 
 def test_na_product_flag_becomes_null_and_is_not_quarantined(clean_snapshots, base_row):
-    """SPEC 3.1: NA tokens are normalised to null; only flags other than 0/1/NA are quarantined.
+    """NA tokens are normalised to null; only flags other than 0/1/NA are quarantined.
 
     BUG (raw.py normalise_snapshots, `flags = {c: _na(c).replace_strict(FLAG_VALUES, default=-1, ...)}`):
     `replace_strict` maps the null that `_na` makes of "NA" to the default -1, so every NA
@@ -483,7 +483,7 @@ def test_several_reasons_are_joined(clean_snapshots, base_row):
 
 
 def test_overflowing_age_is_quarantined_not_silently_nulled(clean_snapshots, base_row):
-    """An age of 40000 is impossible (SPEC 3.1) and must be quarantined.
+    """An age of 40000 is impossible and must be quarantined.
 
     BUG (raw.py normalise_snapshots, `age=age.cast(pl.Int16, strict=False)`): values beyond the
     Int16 range become null, so the `age > MAX_AGE` check sees null, the row is not quarantined,

@@ -1,15 +1,16 @@
-"""One regression test per defect of the reference system (reference-system.md sections 2,
-3.3-3.4, 4.4, 5, 6, 7, 10, 11) whose stage exists here: raw/synthetic, labels and the task
-screen, features and leakage, the PLE teacher, the distilled students and their fidelity gate,
-fairness, promotion and the audit log. Each test's docstring names the defect and its section; each runs our real code and
-asserts a value the defective behaviour would change.
+"""One regression test per defect of the earlier system this platform re-implements
+(docs/defects.md, one paragraph each): labels and the task screen, features and leakage, the
+PLE teacher, raw and synthetic data, the distilled students and their fidelity gate, fairness,
+promotion and the audit log. Each test's docstring links to its paragraph; each runs our real
+code and asserts a value the defective behaviour would change.
 
 Most tests run on small inputs built here: a 3,000-customer world from the simulator behind the
 embedded sample (`world`), a constructed 4,000-customer acquisition panel (`panel`), constructed
-teachers and test populations (`_teacher_world`, `_fair_world`), and hand-made frames and tensors. One test reads the shared on-disk build (`build`).
+teachers and test populations (`_teacher_world`, `_fair_world`), and hand-made frames and
+tensors. One test reads the shared on-disk build (`build`).
 
-Also pending with its feature: ref 4.4 / 4.5 — UW and adaTT were either/or; adaTT (SPEC: optional, off)
-is not built, and its test must show that uncertainty weighting is applied before any transfer.
+Not built yet: adaTT task transfer (optional, off by default); when it lands, a test here must
+show that uncertainty weighting is applied before any transfer.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import polars as pl
 import pytest
 import torch
 
+from finai_assets.lib import feature_isolation as iso
 from finai_assets.lib import features as feat
 from finai_assets.lib import labels as lab
 from finai_assets.lib import leakage
+from finai_assets.lib import protected as prot
 from finai_assets.lib import task_screen as screen
 from finai_assets.lib import teacher as tl
 from finai_assets.lib.ple import train as ple_train
@@ -50,11 +53,12 @@ from finai_assets.lib.schema import (
 from finai_assets.lib.simulate import LATENTS, simulate
 from finai_assets.lib.storage import content_hash
 from finai_assets.lib.synthetic import normalised_snapshots
-from finai_assets.lib.synthetic_checks import SyntheticThresholds, check_self_replication, protected_groups
+from finai_assets.lib.synthetic_checks import SyntheticThresholds, check_self_replication
+from finai_assets.lib.timeline import cutoff_instant
 
 C = DEFAULT_CUTOFF
 NEXT = lab.month_after(C)
-CUT = lab.cutoff_instant(C)
+CUT = cutoff_instant(C)
 TXN_SCHEMA = {"ncodpers": pl.Int64, "ts": pl.Datetime("us"), "amount": pl.Float64, "mcc": pl.Int16, "merchant_id": pl.Int64}
 ACQUIRE = [f"will_acquire_{g}" for g in lab.GROUPS]
 DETERMINISTIC = ("income_tier", "tenure_stage", "spend_level", "engagement_score")
@@ -139,7 +143,7 @@ def dg_key(asset: str):
     return dg.AssetKey(asset)
 
 
-# ---------------------------------------------------------------- 2. tasks
+# ---------------------------------------------------------------- tasks
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +154,16 @@ def deterministic_decisions(world) -> pl.DataFrame:
 
 @pytest.mark.parametrize("task", DETERMINISTIC)
 def test_a_bucketing_or_mix_of_feature_columns_is_dropped_not_trained(deterministic_decisions, task):
-    """reference 2.1 / 2.2 (18 -> 14): income_tier, tenure_stage, spend_level and
-    engagement_score are bucketings / a linear mix of columns that are model inputs, so the model
-    trivially reconstructs them (AUC >= 0.99); the screen must drop each from data, out of sample."""
+    """docs/defects.md#deterministic-tasks: income_tier, tenure_stage, spend_level and
+    engagement_score are bucketings / a linear mix of columns that are model inputs, so a model
+    trivially reconstructs them; the screen must drop each from data, out of sample."""
     row = deterministic_decisions.filter(pl.col("task") == task).row(0, named=True)
     assert row["decision"] == "dropped" and row["reason"].startswith("not a prediction task"), row
     assert row["value"] >= 0.99 and row["agrees"]
 
 
 def test_has_nba_is_dropped_as_redundant_with_nba_primary(world):
-    """reference 2.1 #1 / 2.2 (14 -> 13): has_nba == (nba_primary != 0); the coarser member of a
+    """docs/defects.md#redundant-task: has_nba == (nba_primary != 0); the coarser member of a
     functional dependency goes, the finer ones (nba_primary, cross_sell_count) stay."""
     labels = world["labels"]
     present = labels.filter(pl.col("present_next"))
@@ -172,9 +176,8 @@ def test_has_nba_is_dropped_as_redundant_with_nba_primary(world):
 
 
 def test_a_segment_label_that_copies_the_current_segment_is_dropped(world):
-    """reference 2.2 (13 -> 12): segment_prediction had corr(segment input, label) = 1.0 and was
-    trained as a task in every v12-era result; a label that only carries the current value forward
-    must be dropped, one that moves often enough kept."""
+    """docs/defects.md#persisting-segment: a label that only carries the current segment
+    forward must be dropped, one that moves often enough kept."""
     registry = (lab.CANDIDATES["segment_prediction"],)
     moving = screen.screen(world["labels"], world["splits"], world["sources"], registry=registry).row(0, named=True)
     assert moving["decision"] == "kept" and moving["value"] < 0.99
@@ -187,8 +190,8 @@ def test_a_segment_label_that_copies_the_current_segment_is_dropped(world):
 
 
 def test_nba_primary_breaks_ties_by_hash_not_by_the_lowest_product_index():
-    """reference 2.2: nba_primary took the group of the lowest acquired product index (an
-    arbitrary fixed priority, which also makes a will_acquire_* a function of it); ours picks one
+    """docs/defects.md#nba-fixed-priority: the lowest acquired product index is an arbitrary
+    fixed priority (which also makes a will_acquire_* a function of nba_primary); ours picks one
     acquired product by a seeded hash of (customer, product)."""
     n = 400
     held = np.zeros((n, len(PRODUCTS)), dtype=bool)
@@ -205,8 +208,8 @@ def test_nba_primary_breaks_ties_by_hash_not_by_the_lowest_product_index():
 
 
 def test_nba_primary_and_will_acquire_use_one_product_group_map():
-    """reference 2.2 (inconsistency): the nba_primary group map and the will_acquire_* index sets
-    disagreed (investments {12,18} vs {12,13,14}); one map serves every product task here."""
+    """docs/defects.md#product-group-maps: one product-group map serves nba_primary and every
+    will_acquire_* label."""
     n = len(PRODUCTS)
     held = np.zeros((n, n), dtype=bool)
     after = np.eye(n, dtype=bool)  # customer i acquires exactly product i
@@ -220,10 +223,10 @@ def test_nba_primary_and_will_acquire_use_one_product_group_map():
 
 
 def test_sequence_labels_compare_the_window_after_the_cutoff_with_the_one_before():
-    """reference 2.1 (note) / 3.4(b): top_mcc_shift and mcc_diversity_trend were re-derived as
-    half-vs-half of the whole sequence, whose first part the features see; ours compare the 30
-    days after the cutoff (W) with the transactions before it. On these two customers the
-    half-vs-half rule gives shift 0 for customer 1 and diversity 1.0 for customer 2."""
+    """docs/defects.md#half-sequence-labels: top_mcc_shift and mcc_diversity_trend compare the
+    30 days after the cutoff (W) with the transactions before it, never halves of a sequence the
+    features also see. On these two customers the half-vs-half rule gives shift 0 for customer 1
+    and diversity 1.0 for customer 2."""
     held = np.zeros((2, len(PRODUCTS)), dtype=bool)
     held[:, PRODUCTS.index("cco")] = True
     snapshots = _panel_snapshots(held, held)
@@ -241,13 +244,13 @@ def test_sequence_labels_compare_the_window_after_the_cutoff_with_the_one_before
     assert (two["top_mcc_shift"], two["next_mcc"], two["mcc_diversity_trend"]) == (1, 4111, pytest.approx(0.5))
 
 
-# ---------------------------------------------------------------- 2.3 / 3. leakage
+# ---------------------------------------------------------------- leakage
 
 
 def test_a_label_derived_multi_hot_fed_as_features_is_caught(panel):
-    """reference 3.4(a) / 11.1: `nba_label_multihot` (built from the source of the acquisition
-    labels) was a model input; no single column equals a group label, so a per-column screen
-    misses it, but the per-group probe must flag every label it encodes."""
+    """docs/defects.md#label-multihot-input: a multi-hot of acquired products as features; no
+    single column equals a group label, so a per-column screen misses it, but the per-group probe
+    must flag every label it encodes."""
     tasks = panel["tasks"].select("ncodpers", "split", *ACQUIRE, "cross_sell_count")
     multihot = panel["acquired"].rename({p: f"nba_label_{p}" for p in PRODUCTS})
     features = _noise_features(multihot["ncodpers"]).join(multihot, on="ncodpers")
@@ -263,9 +266,8 @@ def test_a_label_derived_multi_hot_fed_as_features_is_caught(panel):
 
 
 def test_a_non_linear_single_feature_leak_is_caught_where_pearson_is_blind(panel):
-    """reference 3.3(1) / 3.4(b): the only single-feature screen was Pearson |r| >= 0.95 with
-    auto-drop, blind to non-linear (Class B) dependencies; a scrambled code of nba_primary has a
-    small |r| but determines the label: the uncertainty coefficient must reach 1."""
+    """docs/defects.md#pearson-only-screen: a scrambled code of nba_primary has a small
+    Pearson |r| but determines the label: the uncertainty coefficient must reach 1."""
     tasks = panel["tasks"].select("ncodpers", "split", "nba_primary")
     scramble = {0: 2, 1: 5, 2: 0, 3: 4, 4: 1, 5: 3}
     features = _noise_features(tasks["ncodpers"]).with_columns(
@@ -273,15 +275,15 @@ def test_a_non_linear_single_feature_leak_is_caught_where_pearson_is_blind(panel
     )
     known = tasks["nba_primary"].is_not_null()
     r = np.corrcoef(features["hold_code"].filter(known).to_numpy(), tasks["nba_primary"].filter(known).to_numpy())[0, 1]
-    assert abs(r) < 0.95  # the reference's screen keeps it
+    assert abs(r) < 0.95  # a Pearson |r| >= 0.95 screen keeps it
     u = leakage.single_feature_dependency(features, tasks)
     assert u.filter(pl.col("feature") == "hold_code")["u"][0] >= 0.99
     assert u.filter(pl.col("feature") != "hold_code")["u"].max() < 0.1
 
 
 def test_a_duplicated_label_column_is_caught_by_label_reproduction(panel):
-    """reference 2.3 leak 1: the POSITIONAL JOIN created `_1`-suffixed copies identical to the
-    labels (AUC 0.94+); a feature equal to a kept label fails label reproduction, whatever its name."""
+    """docs/defects.md#duplicated-label-columns: a feature equal to a kept label fails label
+    reproduction, whatever its name."""
     tasks = panel["tasks"].select("ncodpers", "split", *ACQUIRE)
     features = _noise_features(tasks["ncodpers"]).with_columns(
         tasks["will_acquire_payments"].cast(pl.Float64).fill_null(0.0).alias("will_acquire_payments_1")
@@ -291,8 +293,7 @@ def test_a_duplicated_label_column_is_caught_by_label_reproduction(panel):
 
 
 def test_the_ground_truth_never_reaches_the_features(world):
-    """reference 2.3 leak 2 / 10: a glob loaded benchmark_ground_truth.parquet (persona, latents)
-    and features were built from answer columns; here the ground truth feeds only the oracle, and
+    """docs/defects.md#ground-truth-in-features: the ground truth feeds only the oracle, and
     lineage flags a ground-truth column by name or by value."""
     parents, children = _graph()
     assert children("synthetic_ground_truth") == {"oracle_report"}
@@ -311,13 +312,12 @@ def test_the_ground_truth_never_reaches_the_features(world):
 
 
 def test_generators_and_scalers_are_fitted_on_the_train_split_only(world):
-    """reference 3.1 [INFER] / 2.3 rule 1 / 11.1: generators (GMM, graph embeddings, ...) were
-    fitted on the full table before the split; every fitted piece here learns from train
-    customers only: perturbing val/test leaves the pipeline identical, the scaler is train statistics."""
+    """docs/defects.md#fit-before-split: every fitted piece learns from train customers only:
+    perturbing val/test leaves the pipeline identical, the scaler is train statistics."""
     snapshots, transactions, splits, pipeline = world["snapshots"], world["transactions"], world["splits"], world["pipeline"]
-    assert feat.pipeline_isolation(snapshots, transactions, splits, pipeline)["identical"][0]
+    assert iso.pipeline_isolation(snapshots, transactions, splits, pipeline)["identical"][0]
     train = splits.filter(pl.col("split") == "train")["ncodpers"]
-    moved = feat.fit_pipeline(*feat.perturb_customers(snapshots, transactions, train), splits, feat.pipeline_config(pipeline))
+    moved = feat.fit_pipeline(*iso.perturb_customers(snapshots, transactions, train), splits, feat.pipeline_config(pipeline))
     assert content_hash(moved) != content_hash(pipeline)  # the comparison can fail
     at_c = snapshots.filter(pl.col("fecha_dato") == C)
     mean = dict(pipeline["scaler"].select("feature", "mean").iter_rows())["age"]
@@ -326,9 +326,8 @@ def test_generators_and_scalers_are_fitted_on_the_train_split_only(world):
 
 
 def test_feature_generators_take_no_label_column_as_input(world):
-    """reference 2.3 leak 3: GMM / model_derived / TDA / graph generators took `label_*` and raw
-    label columns as inputs (gmm_clustering probe AUC 1.0000); label columns present in the raw
-    frames, or a label-derived split stratum, must change nothing in the pipeline or the table."""
+    """docs/defects.md#labels-into-generators: label columns present in the raw frames, or a
+    label-derived split stratum, must change nothing in the pipeline or the table."""
     label_cols = world["labels"].select(
         "ncodpers", "has_nba", "churn_signal", "product_stability", pl.col("nba_primary").alias("label_nba_primary")
     )
@@ -342,10 +341,9 @@ def test_feature_generators_take_no_label_column_as_input(world):
 
 
 def test_post_cutoff_changes_move_the_labels_but_not_the_features(world):
-    """reference 3.4(b) / 2.3 rule 6 (forward-transition criterion) / 11.1: sequence labels came
-    from the data the lag tensor and MCC multi-hots saw; here every label source after the cutoff
-    can change while the feature table stays byte-identical."""
-    snapshots, transactions = feat.perturb_after_cutoff(world["snapshots"], world["transactions"], C)
+    """docs/defects.md#post-cutoff-features: every label source after the cutoff can change
+    while the feature table stays byte-identical."""
+    snapshots, transactions = iso.perturb_after_cutoff(world["snapshots"], world["transactions"], C)
     assert content_hash(feat.transform(snapshots, transactions, world["pipeline"])) == content_hash(world["features"])
     moved = lab.candidate_labels(snapshots, transactions).sort("ncodpers")
     original = world["labels"].sort("ncodpers")
@@ -355,8 +353,8 @@ def test_post_cutoff_changes_move_the_labels_but_not_the_features(world):
 
 
 def test_protected_attributes_are_not_model_inputs_by_default(world):
-    """reference 3.4(c): gender, age_group and income_group were categorical model inputs; the
-    feature policy keeps gender and residency/nationality out by default (explicit config)."""
+    """docs/defects.md#protected-inputs: the feature policy keeps gender and
+    residency/nationality out by default (explicit config)."""
     columns = set(world["features"].columns)
     assert not {"gender_male", "foreign", "sexo", "indext", "pais_residencia"} & columns
     config = dataclasses.replace(feat.pipeline_config(world["pipeline"]), excluded_protected=())
@@ -365,9 +363,9 @@ def test_protected_attributes_are_not_model_inputs_by_default(world):
 
 
 def test_leakage_checks_block_every_consumer_of_the_feature_table():
-    """reference 11.1: the leakage rules must be enforced as blocking asset checks (the
-    reference's LeakageValidator auto-dropped columns inside training); a blocking check gates
-    only direct dependents, so every consumer of feature_table also depends on leakage_report."""
+    """docs/defects.md#leakage-auto-drop: the leakage rules are blocking asset checks; a
+    blocking check gates only direct dependents, so every consumer of feature_table also depends
+    on leakage_report."""
     from finai_assets.defs.leakage import LEAKAGE_CHECKS
     from finai_assets_tests.conftest import declared_checks
 
@@ -378,12 +376,12 @@ def test_leakage_checks_block_every_consumer_of_the_feature_table():
     assert all("leakage_report" in parents(c) for c in consumers)
 
 
-# ---------------------------------------------------------------- 4.4 / 4.6 / 11. the teacher
+# ---------------------------------------------------------------- the teacher
 
 
 def test_uncertainty_weighting_is_w_times_exp_minus_s_L_plus_s_with_clamps():
-    """reference 4.4 / 10 / 11.2: the AWS port computed exp(-s)·L + s/2, with no w_t and no
-    clamps; ours is Σ w_t·(exp(-s_t)·L_t + s_t), s_t clamped to [-4, 4], stationary at s = log L."""
+    """docs/defects.md#uncertainty-weighting: Σ w_t·(exp(-s_t)·L_t + s_t), s_t clamped to
+    [-4, 4], stationary at s = log L; not exp(-s)·L + s/2 without w_t or clamps."""
     weighting = UncertaintyWeighting([2.0, 0.5])
     with torch.no_grad():
         weighting.log_var.copy_(torch.tensor([6.0, -1.0]))  # the first is clamped to 4
@@ -399,8 +397,8 @@ def test_uncertainty_weighting_is_w_times_exp_minus_s_L_plus_s_with_clamps():
 
 
 def test_null_labels_are_masked_along_the_design_path_not_zero_filled():
-    """reference 4.4 / 11.10: the dataloader's nan_to_num(0) turned null product_stability labels
-    into 0.0 targets; from the task table to the loss, a null stays NaN and is masked."""
+    """docs/defects.md#null-labels-zero-filled: from the task table to the loss, a null
+    product_stability label stays NaN and is masked, never a 0.0 target."""
     spec = TaskSpec("product_stability", "regression")
     ids = np.arange(1, 7)
     features = pl.DataFrame({"ncodpers": ids, "x0": np.linspace(-1, 1, 6), "x1": np.ones(6)})
@@ -418,9 +416,9 @@ def test_null_labels_are_masked_along_the_design_path_not_zero_filled():
 
 
 def test_a_single_class_binary_batch_is_trained_on_not_skipped():
-    """reference 4.4 (quirk): binary batches that were all-positive or all-negative were skipped;
-    such a batch gives a finite loss and a gradient towards its class, and a training run whose
-    every batch is all-positive moves the predictions up."""
+    """docs/defects.md#single-class-batches-skipped: an all-positive or all-negative batch gives
+    a finite loss and a gradient towards its class, and a training run whose every batch is
+    all-positive moves the predictions up."""
     spec = TaskSpec("churn", "binary")
     for value, sign in ((1.0, -1.0), (0.0, 1.0)):
         logits = torch.zeros(8, requires_grad=True)
@@ -441,9 +439,8 @@ def test_a_single_class_binary_batch_is_trained_on_not_skipped():
 
 
 def test_the_binary_loss_carries_no_hidden_class_weight():
-    """reference 4.4 (quirk): with pos_weights set, BCE-with-pos_weight silently replaced the
-    configured loss; a binary task's loss here is the plain mean cross-entropy of its labelled
-    rows, however imbalanced the batch."""
+    """docs/defects.md#hidden-class-weight: a binary task's loss is the plain mean
+    cross-entropy of its labelled rows, however imbalanced the batch."""
     logits = torch.tensor([0.3, -1.2, 2.0, 0.1, -0.4, 1.5, -2.2, 0.0, 0.8, -0.9])
     y = torch.tensor([1.0] + [0.0] * 8 + [math.nan])
     p = 1 / (1 + np.exp(-logits.numpy()[:9]))
@@ -452,9 +449,9 @@ def test_the_binary_loss_carries_no_hidden_class_weight():
 
 
 def test_checkpoint_selection_and_early_stopping_follow_the_composite(monkeypatch):
-    """reference 4.6 / 11.4 (Paper 3 Finding 6): the checkpoint was chosen, and training stopped,
-    on validation loss although task types peak at different epochs; ours follow the per-type
-    composite: with scripted composites the best epoch, the weights loaded and the stop follow it."""
+    """docs/defects.md#selection-on-loss: checkpoint selection and early stopping follow the
+    per-type composite: with scripted composites the best epoch, the weights loaded and the stop
+    follow it."""
     scripted, seen = iter([0.2, 0.9, 0.3, 0.4, 0.5, 0.6]), []
 
     def composite(metrics, specs):
@@ -478,14 +475,13 @@ def test_checkpoint_selection_and_early_stopping_follow_the_composite(monkeypatc
 
 
 def test_gate_weights_are_read_from_layer_0_and_drive_the_mix():
-    """reference 11.3 (and 4.3): interpretability read gates from a layer without the named
-    heterogeneous experts, and a stage-2 attention outside the forward path; the reported gates
-    are layer 0's, over the named experts, and they are what mixes the experts."""
-    from finai_assets_tests.test_ple_model import SPECS, feature_like, schema_of
+    """docs/defects.md#gates-from-wrong-layer: the reported gates are layer 0's, over the
+    named experts, and they are what mixes the experts."""
+    from finai_assets_tests.test_ple_model import TASKS, feature_like, schema_of
 
     X, cols = feature_like(64)
     torch.manual_seed(0)
-    model = PLE(cols, SPECS, PLEConfig(expert_dim=8, tower_dims=(8,), extraction_layers=2), schema_of(cols)).eval()
+    model = PLE(cols, TASKS, PLEConfig(expert_dim=8, tower_dims=(8,), extraction_layers=2), schema_of(cols)).eval()
     assert model.expert_names == ["task_expert_0", *EXPERTS]
     x = torch.tensor(X)
     before = model(x)
@@ -504,18 +500,17 @@ def test_gate_weights_are_read_from_layer_0_and_drive_the_mix():
 
 
 def test_the_per_task_lightgbm_baseline_trains_beside_the_teacher():
-    """reference 11.5 / 5.2 (operational): raw-feature per-task LightGBM beat the PLE teacher on
-    10 of 11 tasks and was not trained alongside it; baseline_models trains on the same inputs
-    and teacher_evaluation reads it beside the teacher."""
+    """docs/defects.md#missing-baseline: baseline_models trains on the teacher's inputs and
+    teacher_evaluation reads it beside the teacher."""
     parents, _ = _graph()
     assert parents("baseline_models") == parents("ple_teacher")
     assert {"teacher_predictions", "baseline_models", "oracle_report"} <= parents("teacher_evaluation")
 
 
 def test_routing_uses_the_code_thresholds_not_the_blog_ones():
-    """reference 5.1(2) / 10: the blog's "binary teacher needs AUC above 1.0" would route nothing
-    to distillation; the thresholds are binary AUC > 0.60, multiclass F1 > 2/K, regression
-    R^2 > 0.05, and a rule only where hard-label LightGBM learns nothing either."""
+    """docs/defects.md#routing-thresholds: binary AUC > 0.60, multiclass F1 > 2/K, regression
+    R^2 > 0.05, and a rule only where hard-label LightGBM learns nothing either (an "AUC above
+    1.0" rule would route nothing to distillation)."""
     cases = [  # task, type, classes, teacher val, lightgbm val, expected route
         ("b_distil", "binary", 1, 0.61, 0.50, "distil"), ("b_hard", "binary", 1, 0.60, 0.53, "hard_label"),
         ("b_rule", "binary", 1, 0.55, 0.52, "rule"), ("m_distil", "multiclass", 4, 0.51, 0.2, "distil"),
@@ -531,12 +526,12 @@ def test_routing_uses_the_code_thresholds_not_the_blog_ones():
     assert routes == {t: route for t, *_, route in cases}
 
 
-# ---------------------------------------------------------------- 10 / 6.1 raw and synthetic data
+# ---------------------------------------------------------------- raw and synthetic data
 
 
 def test_a_customer_transaction_prediction_file_is_rejected(tmp_path):
-    """reference 10 (raw data): the blog names Santander *Customer Transaction Prediction* as the
-    data; the platform reads *Product Recommendation* and rejects the other file, naming both."""
+    """docs/defects.md#wrong-dataset: the platform reads *Product Recommendation* and rejects a
+    *Customer Transaction Prediction* file, naming both."""
     from finai_assets.lib.raw import RawFileError, read_raw_strings
 
     path = tmp_path / "train.csv"
@@ -547,10 +542,9 @@ def test_a_customer_transaction_prediction_file_is_rejected(tmp_path):
 
 
 def test_generated_raw_tables_carry_no_label_or_answer_column(world):
-    """reference 2.3 leaks 1-2 / 2.1 (note): the raw data already held label columns (has_nba,
-    churn_signal, product_stability) and the generator's labels were not what got trained; the
-    generator writes only the raw schemas, labels are derived downstream in one place, and the
-    self-replication check fails a column that reproduces the ground truth."""
+    """docs/defects.md#labels-in-raw-data: the generator writes only the raw schemas, labels
+    are derived downstream in one place, and the self-replication check fails a column that
+    reproduces the ground truth."""
     sim = world["sim"]
     assert tuple(sim.snapshots.columns) == SNAPSHOT_COLUMNS
     assert set(sim.transactions.columns) <= set(TRANSACTION_COLUMNS + TRANSACTION_OPTIONAL_COLUMNS)
@@ -563,25 +557,25 @@ def test_generated_raw_tables_carry_no_label_or_answer_column(world):
 
 
 def test_every_version_carries_every_protected_group(build):
-    """reference 6.1 / 11.9: region, life stage and disability did not exist in the benchmark, so
-    fairness ran on absent groups and reported neutral; every synthetic version carries every
-    group of the five protected attributes, each above the fairness minimum (100 in the test split)."""
+    """docs/defects.md#absent-protected-groups: every synthetic version carries every group of
+    the five protected attributes, each above the fairness minimum (100 in the test split)."""
     expected = {
         "gender": {"H", "V"}, "age_band": {"<25", "25-39", "40-54", "55-69", "70+"},
         "region": {"Noroeste", "Noreste", "Madrid", "Centro", "Este", "Sur", "Canarias"},
-        "income_band": {f"Q{q}" for q in range(1, 6)}, "residency": {"resident", "foreign"},
+        "income_band": {f"Q{q}" for q in range(1, 6)}, "residency": {"domestic", "foreign"},
     }
     minimum = SyntheticThresholds().min_group_customers
     for version in ("v2", "v3", "v4"):
         snapshots = build.warehouse.read("synthetic_customers", version)["snapshots"]
-        groups = protected_groups(snapshots.filter(pl.col("fecha_dato") == C))
+        at_cutoff = snapshots.filter(pl.col("fecha_dato") == C).select(prot.SNAPSHOT_COLUMNS)
+        groups = prot.protected_groups(at_cutoff, prot.fit_income_edges(at_cutoff["renta"]))
         for attribute, names in expected.items():
             counts = dict(groups[attribute].value_counts().iter_rows())
             assert names <= set(counts), (version, attribute, counts)
             assert min(counts.values()) >= minimum, (version, attribute, counts)
 
 
-# ---------------------------------------------------------------- students and fidelity (ref 5)
+# ---------------------------------------------------------------- students and fidelity
 
 
 def _teacher_world(n: int = 6000, rate: float = 0.03, seed: int = 0):
@@ -595,9 +589,9 @@ def _teacher_world(n: int = 6000, rate: float = 0.03, seed: int = 0):
 
 
 def test_students_distil_at_temperature_one_so_a_rare_task_keeps_its_spread():
-    """reference 5.1(3): soft labels stored at T = 5 squeezed a 3 %-positive task's probabilities to
-    [0.48, 0.52]; our students use T = 1 (the default) and their predictions keep the teacher's spread."""
-    from finai_assets.lib import students as st
+    """docs/defects.md#high-temperature: T = 5 squeezes a 3 %-positive task's probabilities
+    to [0.48, 0.52]; our students use T = 1 (the default) and keep the teacher's spread."""
+    from finai_assets.lib import student_model as st
 
     assert st.StudentConfig().temperature == 1.0 and st.StudentConfig().alpha == 0.3
     X, y, p = _teacher_world()
@@ -606,7 +600,7 @@ def test_students_distil_at_temperature_one_so_a_rare_task_keeps_its_spread():
     student = st.fit_student(spec, "distil", X[tr], y[tr], p[tr], X[va], y[va], p[va], X[ca], y[ca], st.StudentConfig(max_rounds=200))
     pred = student.predict(X[ca])
     assert pred.std() > 0.5 * p[ca].std() and pred.max() - pred.min() > 0.3
-    squeezed = 1 / (1 + np.exp(-np.log(p / (1 - p)) / 5))  # the reference's stored T = 5 labels
+    squeezed = 1 / (1 + np.exp(-np.log(p / (1 - p)) / 5))  # soft labels stored at T = 5
     # what T = 5 labels would have handed the student: a 3-5 %-positive task centred near 0.3
     assert squeezed.mean() > 0.2 and abs(pred.mean() - y[ca].mean()) < 0.02
 
@@ -618,8 +612,7 @@ def _fidelity(spec, route, y, student, teacher):
 
 
 def test_fidelity_judges_only_distilled_tasks():
-    """reference 5.2 (gate v3): the fidelity gate scored DIRECT/SKIP tasks as well and failed 0/10;
-    tier 1 covers tasks routed to `distil` only."""
+    """docs/defects.md#fidelity-on-undistilled: tier 1 covers tasks routed to `distil` only."""
     _, y, p = _teacher_world()
     spec = TaskSpec("t", "binary")
     hard = _fidelity(spec, "hard_label", y, np.full(len(y), 0.4), p)
@@ -628,8 +621,8 @@ def test_fidelity_judges_only_distilled_tasks():
 
 
 def test_fidelity_judges_the_students_own_ece_not_the_gap_to_the_teachers():
-    """reference 5.2 (gate v3): calibration gap = |ECE_teacher - ECE_student| passed a student as
-    miscalibrated as its teacher; tier 1 judges the student's own ECE."""
+    """docs/defects.md#ece-gap: a calibration gap |ECE_teacher - ECE_student| passes a
+    student as miscalibrated as its teacher; tier 1 judges the student's own ECE."""
     _, y, p = _teacher_world()
     off = np.clip(p + 0.15, 0, 1)  # teacher and student equally miscalibrated: gap 0
     rows = {r["criterion"]: r for r in _fidelity(TaskSpec("t", "binary"), "distil", y, off, off)["tier1"].iter_rows(named=True)}
@@ -637,8 +630,8 @@ def test_fidelity_judges_the_students_own_ece_not_the_gap_to_the_teachers():
 
 
 def test_fidelity_gaps_are_one_sided_a_better_student_passes():
-    """reference 5.2 (v14): cross_sell_count failed tier 1 on an RMSE gap of 0.318 although the
-    student was better (1.207 vs 1.525); our gaps are one-sided."""
+    """docs/defects.md#two-sided-gaps: a student better than its teacher (RMSE 1.207 vs 1.525)
+    passes: the gaps are one-sided."""
     rng = np.random.default_rng(4)
     target = rng.normal(2, 1.5, 5000)
     teacher = target + rng.normal(scale=1.525, size=5000)
@@ -648,21 +641,21 @@ def test_fidelity_gaps_are_one_sided_a_better_student_passes():
 
 
 def test_similarity_criteria_are_informational_only():
-    """reference 5.2 / 11.6: agreement, rank correlation and JSD blocked students (a behavioural
-    floor of the smooth-teacher / tree-student pair); they are tier 2 and never fail the gate."""
+    """docs/defects.md#similarity-blocking: agreement, rank correlation and JSD are tier 2
+    and never fail the gate."""
     _, y, p = _teacher_world()
     rng = np.random.default_rng(5)
     teacher = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + rng.normal(scale=1.0, size=len(p)))))  # a noisy teacher
     tables = _fidelity(TaskSpec("t", "binary"), "distil", y, p, teacher)  # the student knows the truth
     t2 = tables["tier2"].row(0, named=True)
-    assert t2["rank_correlation"] < 0.9  # the reference's Spearman >= 0.90 row would have failed it ...
+    assert t2["rank_correlation"] < 0.9  # a blocking Spearman >= 0.90 row would have failed it ...
     assert tables["summary"]["verdict"].to_list() == ["pass"]
     assert set(tables["tier1"]["criterion"]) == {"auc_gap", "student_ece"}  # ... which are not tier-1 criteria here
 
 
 def test_a_student_imitating_a_constant_fails_the_guard():
-    """reference 5.2 operational note: high fidelity is reachable by imitating a constant; the
-    guard fails a student whose prediction std is below 1e-3 x the teacher's, whatever its gaps."""
+    """docs/defects.md#constant-student: the guard fails a student whose prediction std is
+    below 1e-3 x the teacher's, whatever its gaps."""
     _, y, _ = _teacher_world()
     teacher = np.full(len(y), 0.03) + np.linspace(-1e-4, 1e-4, len(y))
     tables = _fidelity(TaskSpec("t", "binary"), "distil", y, np.full(len(y), 0.03), teacher)
@@ -670,11 +663,10 @@ def test_a_student_imitating_a_constant_fails_the_guard():
 
 
 def test_platt_is_fitted_on_the_calib_fold_and_test_rows_change_nothing():
-    """reference 5.1(6): Platt calibration fitted post hoc on whatever data was at hand; it is fitted
-    on the named calib fold, and the test split is never read: changing every test row changes no
-    student."""
-    from finai_assets.lib import distillation as dl
-    from finai_assets.lib import students as st
+    """docs/defects.md#platt-on-any-data: Platt calibration is fitted on the named calib
+    fold, and the test split is never read: changing every test row changes no student."""
+    from finai_assets.lib import student_tables as dl
+    from finai_assets.lib import student_model as st
 
     X, y, p = _teacher_world(4000)
     split = np.array(["train"] * 2500 + ["val"] * 500 + ["calib"] * 500 + ["test"] * 500)
@@ -696,9 +688,8 @@ def test_platt_is_fitted_on_the_calib_fold_and_test_rows_change_nothing():
 
 
 def test_students_read_the_leakage_checked_feature_table():
-    """reference 3.4(a): distillation data prep dropped only label and id columns from a wider
-    table; students train on `feature_table` rows only, behind `leakage_report`, and the design
-    holds no label column."""
+    """docs/defects.md#student-wide-table: students train on `feature_table` rows only, behind
+    `leakage_report`, and the design holds no label column."""
     from finai_assets.definitions import defs
 
     graph = defs().resolve_asset_graph()
@@ -710,7 +701,7 @@ def test_students_read_the_leakage_checked_feature_table():
     assert data.columns == ["f"]
 
 
-# ---------------------------------------------------------------- fairness (ref 6)
+# ---------------------------------------------------------------- fairness
 
 
 def _fair_world(n: int = 20_000, seed: int = 0):
@@ -719,7 +710,7 @@ def _fair_world(n: int = 20_000, seed: int = 0):
     from finai_assets.lib import fairness as fair
 
     rng = np.random.default_rng(seed)
-    groups = pl.DataFrame({"ncodpers": np.arange(n), **{a: rng.choice(list(g), n) for a, g in fair.DECLARED_GROUPS.items()}})
+    groups = pl.DataFrame({"ncodpers": np.arange(n), **{a: rng.choice(list(g), n) for a, g in prot.DECLARED_GROUPS.items()}})
     young = (groups["age_band"] == "<25").to_numpy()
     y = (rng.random(n) < np.where(young, 0.12, 0.2)).astype(int)
     score = np.clip(0.6 * y + rng.normal(0.2, 0.15, n), 0, 1)
@@ -731,21 +722,21 @@ def _scores(score):
 
 
 def test_declared_groups_are_validated_against_the_data():
-    """reference 6.1: three inconsistent attribute lists, with groups (region_type, life_stage) that
-    did not exist in the data; a declared group absent from the data, or a value nobody declared, is
-    an error naming both."""
+    """docs/defects.md#inconsistent-group-lists: a declared group absent from the data, or a
+    value nobody declared, is an error naming both."""
     from finai_assets.lib import fairness as fair
 
     groups, labels, score, _ = _fair_world()
     with pytest.raises(ValueError, match=r"region: declared groups \['Canarias'\] are absent"):
         fair.fairness_report(groups.with_columns(pl.col("region").replace("Canarias", "Madrid")), labels, _scores(score))
     with pytest.raises(ValueError, match="not declared"):
-        fair.validate_groups(groups.with_columns(pl.col("gender").replace("H", "F")))
+        prot.validate_groups(groups.with_columns(pl.col("gender").replace("H", "F")))
 
 
 def test_a_small_or_missing_group_reports_insufficient_data_never_a_neutral_di():
-    """reference 6.1 / 6.2: a missing group returned DI 1.0, "fair"; a group below the minimum is
-    `insufficient_data` and left out of DI, and an attribute without two sufficient groups is not a pass."""
+    """docs/defects.md#neutral-missing-group: a group below the minimum is
+    `insufficient_data` and left out of DI, and an attribute without two sufficient groups is not
+    a pass."""
     from finai_assets.lib import fairness as fair
 
     groups, labels, score, _ = _fair_world(3_000)
@@ -763,8 +754,8 @@ def test_a_small_or_missing_group_reports_insufficient_data_never_a_neutral_di()
 
 
 def test_the_disparity_check_can_fire():
-    """reference 6.2: worst_di started at 1.0 and took the minimum over pairs, so its DI > upper
-    check could never fire; our check fails a model that selects one group at half the rate."""
+    """docs/defects.md#check-that-cannot-fire: our check fails a model that selects one group
+    at half the rate."""
     from finai_assets.lib import fairness as fair
 
     groups, labels, score, young = _fair_world()
@@ -777,7 +768,7 @@ def test_the_disparity_check_can_fire():
 
 
 def test_a_zero_selection_rate_gives_di_zero_never_one():
-    """reference 6.2 / SPEC 3.7: a zero selection rate must give DI 0, never NaN -> 1."""
+    """docs/defects.md#zero-selection-di: a zero selection rate gives DI 0, never NaN -> 1."""
     from finai_assets.lib import fairness as fair
 
     groups, labels, score, young = _fair_world()
@@ -788,9 +779,9 @@ def test_a_zero_selection_rate_gives_di_zero_never_one():
 
 
 def test_inherited_disparity_is_separated_from_what_the_model_adds():
-    """reference 6.2: the disparity the labels carry was not separated from the model's; a model that
-    reproduces the labels' own disparity passes the relative rule even below four-fifths, and the
-    labels' DI stands beside the model's."""
+    """docs/defects.md#inherited-disparity: a model that reproduces the labels' own
+    disparity passes the relative rule even below four-fifths, and the labels' DI stands beside
+    the model's."""
     from finai_assets.lib import fairness as fair
 
     groups, labels, _, young = _fair_world(40_000)
@@ -802,8 +793,8 @@ def test_inherited_disparity_is_separated_from_what_the_model_adds():
 
 
 def test_intersections_are_two_way_with_the_same_minimum():
-    """reference 6.2: the blog claimed 2- and 3-way intersections, the code did 2-way with a minimum
-    of 30; ours are the 10 two-way pairs of the five attributes at the report's minimum (100)."""
+    """docs/defects.md#intersections: the 10 two-way pairs of the five attributes at the
+    report's minimum (100), not a separate smaller minimum."""
     from finai_assets.lib import fairness as fair
 
     groups, labels, score, _ = _fair_world(6_000)
@@ -814,7 +805,7 @@ def test_intersections_are_two_way_with_the_same_minimum():
     assert (inter.filter(pl.col("n") >= 100)["status"] != fair.INSUFFICIENT).all()
 
 
-# ------------------------------------------------------------------------ 7 promotion and audit
+# ---------------------------------------------------------------- promotion and audit
 
 
 def _promotion_world(n: int = 2000):
@@ -831,8 +822,8 @@ def _promotion_world(n: int = 2000):
 
 
 def test_the_promotion_significance_test_always_runs_on_per_sample_predictions():
-    """reference 7.1: the paired test ran only if per-sample arrays were passed, and they never
-    were; ours runs in every competition, even when the point estimate already fails the gain."""
+    """docs/defects.md#significance-never-ran: the paired test runs in every competition on
+    per-sample predictions, even when the point estimate already fails the gain."""
     from finai_assets.lib.promotion import PromotionConfig, decide
 
     specs, y, model = _promotion_world()
@@ -843,9 +834,9 @@ def test_the_promotion_significance_test_always_runs_on_per_sample_predictions()
 
 
 def test_the_promotion_ladder_order_relative_gain_and_auto_promote_off():
-    """reference 7.1: keep the 4-step ladder, make 'relative 0.5 %' explicit, auto_promote false:
-    force beats every gate, no champion beats the fidelity reject, the reject beats a better model,
-    and a passing challenger is only eligible."""
+    """docs/defects.md#promotion-ladder: force beats every gate, no champion beats the
+    fidelity reject, the reject beats a better model, the gain is relative 0.5 %, and with
+    auto-promote off a passing challenger is only eligible."""
     from finai_assets.lib.promotion import PromotionConfig, decide
 
     specs, y, model = _promotion_world()
@@ -861,8 +852,8 @@ def test_the_promotion_ladder_order_relative_gain_and_auto_promote_off():
 
 
 def test_a_failing_audit_write_fails_the_governed_step(tmp_path):
-    """reference 7.1: audit logging was best-effort, a logging failure did not block a promotion;
-    ours fails closed: a broken chain refuses the append and the governed step raises."""
+    """docs/defects.md#best-effort-audit: the audit log fails closed: a broken chain refuses
+    the append and the governed step raises."""
     from finai_assets.dagster_meta import audited
     from finai_assets.lib.audit import AuditIntegrityError
     from finai_assets.resources import AuditLogResource
@@ -875,57 +866,5 @@ def test_a_failing_audit_write_fails_the_governed_step(tmp_path):
     assert resource.log().head()[0] == 1
 
 
-def test_the_audit_chain_head_survives_a_restart(tmp_path):
-    """reference 7.2(1): the chain head lived in process memory, so every restart began again at
-    GENESIS; ours reads seq and prev_hash from the audit file on every append."""
-    from finai_assets.lib.audit import AuditLog
-
-    path = tmp_path / "audit_log.duckdb"
-    first = AuditLog(path, b"k").append("materialized", "feature_table")
-    second = AuditLog(path, b"k").append("materialized", "feature_table")  # a new process knows only the file
-    assert (second.seq, second.prev_hash) == (2, first.entry_hash) and AuditLog(path, b"k").verify().ok
-
-
-def test_concurrent_audit_writers_do_not_fork_the_chain(tmp_path):
-    """reference 7.2(2): read-modify-write appends raced; ours serialise under an OS file lock
-    with seq as the primary key: two processes of 50 appends leave one chain of 100."""
-    import subprocess
-    import sys
-
-    from finai_assets.lib.audit import AuditLog
-
-    path = tmp_path / "audit_log.duckdb"
-    script = ("import sys; from pathlib import Path; from finai_assets.lib.audit import AuditLog; "
-              "log = AuditLog(Path(sys.argv[1]), b'k'); [log.append('materialized', sys.argv[2]) for _ in range(50)]")
-    workers = [subprocess.Popen([sys.executable, "-c", script, str(path), f"w{i}"]) for i in range(2)]
-    assert [w.wait(timeout=300) for w in workers] == [0, 0]
-    result = AuditLog(path, b"k").verify()
-    assert (result.ok, result.entries, result.head_seq) == (True, 100, 100)
-
-
-def test_the_public_default_audit_key_is_refused_in_production():
-    """reference 7.2(3): a public default HMAC key was accepted; ours refuses a missing or
-    default key when FINAI_PROFILE=production."""
-    from finai_assets.lib.audit import DEFAULT_DEV_KEY, AuditKeyError, audit_key
-
-    with pytest.raises(AuditKeyError):
-        audit_key({"FINAI_PROFILE": "production", "FINAI_AUDIT_KEY": DEFAULT_DEV_KEY})
-    with pytest.raises(AuditKeyError):
-        audit_key({"FINAI_PROFILE": "production"})
-
-
-def test_audit_tail_truncation_is_detected(tmp_path):
-    """reference 7.2(4): truncating or rolling back the tail was undetectable; materialization
-    metadata mirrors seq and head hash, and verify against it (or the anchor) catches the loss."""
-    import duckdb
-
-    from finai_assets.lib.audit import AuditLog
-
-    log = AuditLog(tmp_path / "audit_log.duckdb", b"k")
-    entries = [log.append("materialized", "feature_table") for _ in range(3)]
-    con = duckdb.connect(str(log.path))
-    con.execute("DELETE FROM audit_log WHERE seq = 3")
-    con.close()
-    log.anchor_path.unlink()  # the attacker removes the anchor too; the mirrored head remains
-    result = log.verify(expected_head=(3, entries[2].entry_hash))
-    assert not result.ok and any("expected head is missing" in p for p in result.problems)
+# The audit chain's own defects (restarts, racing writers, the public key, tail truncation) are
+# tested in test_audit.py, whose docstrings link the same paragraphs.

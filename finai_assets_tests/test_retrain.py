@@ -15,6 +15,7 @@ from finai_assets.lib import inbox
 from finai_assets.lib.sample import demo_production_month
 from finai_assets_tests.conftest import ALL_ASSETS, resources_for
 
+pytestmark = pytest.mark.slow  # its own build and a 20-epoch teacher
 N = 4_000
 RAW = {"sample_customers": N}
 CHAIN = ["santander_raw", "card_transactions_raw", "customer_profiles", "synthetic_calibration", "synthetic_customers", "synthetic_ground_truth",

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from finai_assets.lib import distillation as dl
+from finai_assets.lib import student_tables as dl
 from finai_assets.lib import teacher as tl
 from finai_assets.lib.storage import file_sha256
 from finai_assets_tests.conftest import ALL_DATASET_ASSETS, declared_checks, materialization_metadata, resources_for

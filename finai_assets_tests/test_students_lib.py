@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import r2_score, roc_auc_score
 
-from finai_assets.lib import students as st
+from finai_assets.lib import student_model as st
 from finai_assets.lib.ple.tasks import TaskSpec
 
 BINARY, MULTI, REG = TaskSpec("churn", "binary"), TaskSpec("segment", "multiclass", classes=3), TaskSpec("spend", "regression")
@@ -149,7 +149,7 @@ def test_lightgbm_passes_multiclass_raw_scores_as_n_by_k_and_the_fit_lowers_the_
 
 
 def test_module_import_does_not_import_lightgbm():
-    code = "import sys, finai_assets.lib.students; assert 'lightgbm' not in sys.modules, 'lightgbm imported'"
+    code = "import sys, finai_assets.lib.student_model; assert 'lightgbm' not in sys.modules, 'lightgbm imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

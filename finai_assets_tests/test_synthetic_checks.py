@@ -1,4 +1,4 @@
-"""The per-version synthetic checks (SPEC 3.2, thresholds SPEC 5).
+"""The per-version synthetic checks (thresholds: docs/thresholds.md#synthetic-data).
 
 One calibration on a small embedded sample (4,000 customers, seed 2016) and v2 / v3 / v4 with
 4,000 customers each are built once per module; every check must pass on them, and each check
@@ -19,17 +19,15 @@ from finai_assets.lib.raw import normalise_snapshots, normalise_transactions
 from finai_assets.lib.sample import embedded_sample
 from finai_assets.lib.schema import DEFAULT_CUTOFF, SEGMENTS
 from finai_assets.lib.synthetic import RECIPES, VERSION_SEEDS, SyntheticVersion, calibrate, generate, load_synthesizer
+from finai_assets.lib.stats import column_codes, conditional_entropy_ratio
 from finai_assets.lib.synthetic_checks import (
     check_privacy,
     check_quality,
     check_recipe,
     check_schema,
     check_self_replication,
-    conditional_entropy_ratio,
-    column_codes,
     distance_to_closest,
     SyntheticThresholds,
-    protected_groups,
 )
 
 N_CUSTOMERS = 4_000
@@ -263,27 +261,6 @@ def test_v4_data_breaks_the_v2_promises(versions):
 
 
 # ---------------------------------------------------------------- building blocks
-
-
-def test_protected_groups_maps_each_attribute():
-    snap = pl.DataFrame(
-        {
-            "ncodpers": [1, 2, 3, 4, 5, 6],
-            "sexo": ["H", "V", None, "H", "V", "H"],
-            "age": pl.Series([24, 25, 40, 55, 70, None], dtype=pl.Int16),
-            "cod_prov": pl.Series([28, 8, None, 35, 15, 41], dtype=pl.Int16),
-            "renta": [10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0, None],
-            "indext": ["N", "S", "N", "N", None, "N"],
-            "pais_residencia": ["ES", "ES", "FR", "ES", "ES", None],
-        }
-    )
-    groups = protected_groups(snap)
-    assert groups.columns == ["ncodpers", "gender", "age_band", "region", "income_band", "residency"]
-    assert groups["gender"].to_list() == ["H", "V", "missing", "H", "V", "H"]
-    assert groups["age_band"].to_list() == ["<25", "25-39", "40-54", "55-69", "70+", "missing"]
-    assert groups["region"].to_list() == ["Madrid", "Este", "missing", "Canarias", "Noroeste", "Sur"]
-    assert groups["income_band"].to_list() == ["Q1", "Q2", "Q3", "Q4", "Q5", "missing"]
-    assert groups["residency"].to_list() == ["resident", "foreign", "foreign", "resident", "resident", "resident"]
 
 
 def test_distance_to_closest_matches_brute_force():

@@ -1,4 +1,4 @@
-"""The screen from 18 candidates to the task set, on the shared build (SPEC 3.3)."""
+"""The screen from 18 candidates to the task set, on the shared build (docs/labels.md)."""
 
 import dataclasses
 
@@ -44,7 +44,7 @@ def test_each_version_keeps_13_and_drops_the_expected_5(build, version):
 
 @pytest.mark.parametrize("version", ["v2", "v3", "v4"])
 def test_every_candidate_shows_its_determinism_dropped_at_or_above_099_kept_clearly_below(build, version):
-    """SPEC 3.3 / 5: the balanced determinism metric (MCC; min R^2 of OLS and a GBM) for every
+    """The balanced determinism metric (MCC; min R^2 of OLS and a GBM) for every
     candidate: the ones dropped as deterministic at >= 0.99, every kept task at <= 0.90."""
     decisions = build.warehouse.read("task_labels", version)["decisions"]
     assert decisions["determinism_value"].null_count() == 0

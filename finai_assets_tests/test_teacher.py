@@ -47,14 +47,17 @@ def test_the_evaluation_sets_every_task_beside_both_baselines_and_the_oracle(v4)
         assert rows.height > 0 and rows.select(pl.col("teacher", "lightgbm", "shared_bottom").is_not_nan().all()).row(0) == (True, True, True)
     routing = v4["evaluation"]["routing"]
     assert routing.height == 13 and set(routing["route"]) <= {"distil", "hard_label", "rule"}
-    # every route follows the SPEC 3.6 thresholds from the validation metrics it shows
+    # every route follows the routing thresholds from the validation metrics it shows
     for r in routing.iter_rows(named=True):
         expected = "distil" if r["teacher_val"] > r["distil_above"] else ("rule" if r["lightgbm_val"] <= r["rule_at_or_below"] else "hard_label")
         assert r["route"] == expected, r
     sanity = v4["evaluation"]["sanity"]
     assert sanity["passed"].all()
+    assert sanity.filter(pl.col("weak"))["route"].is_in(["hard_label", "rule"]).all()
     checks = {e.check_name: e.passed for e in v4["result"].get_asset_check_evaluations()}
-    assert checks["teacher_sanity"]
+    assert checks["teacher_sanity"] and checks["teacher_weak_tasks"] == (not sanity["weak"].any())
+    multiclass = sanity.filter(pl.col("metric") == "f1_macro")
+    assert multiclass.height == 3 and multiclass.select(pl.col("log_loss", "prior_log_loss", "f1_macro_prior_corrected").is_not_nan().all()).row(0) == (True,) * 3
 
 
 def test_teacher_metadata_holds_the_card_the_gate_heatmap_and_the_checkpoint_hash(v4):

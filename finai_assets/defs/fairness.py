@@ -5,24 +5,26 @@ import os
 import dagster as dg
 import polars as pl
 
-from finai_assets.dagster_meta import input_hashes, markdown_table
+from finai_assets.dagster_meta import code_version, input_hashes, labels_with_split, markdown_table
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.defs.teacher import _labels
 from finai_assets.lib import fairness as fair
 from finai_assets.lib import plots
+from finai_assets.lib import protected as prot
 from finai_assets.lib import teacher as tl
-from finai_assets.lib.schema import DEFAULT_CUTOFF, PROTECTED_ATTRIBUTES
+from finai_assets.lib.schema import DEFAULT_CUTOFF
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
 
-# SPEC 3.7: one check per attribute, warning by default, blocking by config. Whether a check
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
+
+# One check per attribute, warning by default, blocking by config. Whether a check
 # blocks is part of the definitions, so the switch is read when the code location loads.
 FAIRNESS_BLOCKING = os.environ.get("FINAI_FAIRNESS_BLOCKING", "false").lower() in ("1", "true", "yes")
 
 
 class FairnessConfig(dg.Config):
-    """Launchpad config of the fairness report (SPEC 3.7 and 5)."""
+    """Launchpad config of the fairness report (defaults: docs/thresholds.md#fairness)."""
 
     min_group_size: int = fair.FairnessConfig.min_group_size  # test-split customers; smaller groups: insufficient_data
     threshold: float = fair.FairnessConfig.threshold  # decision: calibrated probability >= threshold
@@ -41,13 +43,13 @@ def _check_name(attribute: str) -> str:
 
 
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="governance", kinds={"polars", "fairlearn"}, code_version="1",
+    partitions_def=dataset_partitions, group_name="governance", kinds={"polars", "fairlearn"}, code_version=CODE_VERSION,
     deps=["synthetic_customers"],
     check_specs=[
         dg.AssetCheckSpec(_check_name(a), asset="fairness_report", blocking=FAIRNESS_BLOCKING,
                           description=f"{a}: the students' DI lower confidence bound >= 0.80 x the labels' own DI on every binary task "
                                       f"(fails on insufficient data); {'blocking' if FAIRNESS_BLOCKING else 'warning'} (FINAI_FAIRNESS_BLOCKING)")
-        for a in PROTECTED_ATTRIBUTES
+        for a in prot.DECLARED_GROUPS
     ],
     automation_condition=CHAIN_AUTOMATION,
 )
@@ -55,6 +57,7 @@ def fairness_report(
     context: dg.AssetExecutionContext, config: FairnessConfig, distilled_students: dict, teacher_predictions: pl.DataFrame,
     task_labels: dict, split_assignments: pl.DataFrame, paths: DataPaths,
 ):
+
     """Every binary task's decisions, students and teacher, at two documented operating points
     (calibrated probability >= threshold; top k % of scores), per group of the five protected
     attributes on the test split: selection rate and TPR with bootstrap CIs, disparate impact
@@ -66,9 +69,9 @@ def fairness_report(
     specs = [s for s in tl.task_specs(task_labels["decisions"]) if s.type == "binary"]
     if not specs:
         raise ValueError("task_labels kept no binary task: there is no decision to judge; read its decision table")
-    labels = _labels(task_labels, split_assignments)
+    labels = labels_with_split(task_labels, split_assignments)
     snapshot = (paths.warehouse.scan("synthetic_customers", context.partition_key, "snapshots")
-                .filter(pl.col("fecha_dato") == DEFAULT_CUTOFF).select(fair.SNAPSHOT_COLUMNS).collect())
+                .filter(pl.col("fecha_dato") == DEFAULT_CUTOFF).select(prot.SNAPSHOT_COLUMNS).collect())
     test, test_groups, edges = fair.test_split_groups(snapshot, labels, [s.name for s in specs])
     columns = ["ncodpers", *[f"p_{s.name}" for s in specs]]
     scores = {"student": distilled_students["predictions"].select(columns), "teacher": teacher_predictions.select(columns)}

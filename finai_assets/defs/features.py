@@ -6,12 +6,15 @@ import dagster as dg
 import polars as pl
 
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import code_version, input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
+from finai_assets.lib import feature_isolation as iso
 from finai_assets.lib import features as feat
 from finai_assets.lib import leakage
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 
 class FeatureSettings(dg.Config):
@@ -28,7 +31,7 @@ class FeatureSettings(dg.Config):
         return feat.FeatureConfig(sequence_length=self.sequence_length, excluded_protected=excluded, seed=self.seed)
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "sklearn"}, code_version="1",
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "sklearn"}, code_version=CODE_VERSION,
           automation_condition=CHAIN_AUTOMATION)
 def feature_pipeline(
     context: dg.AssetExecutionContext, config: FeatureSettings, synthetic_customers: dict,
@@ -40,7 +43,7 @@ def feature_pipeline(
     lib_config = config.to_lib()
     snapshots, transactions = synthetic_customers["snapshots"], synthetic_customers["transactions"]
     tables = feat.fit_pipeline(snapshots, transactions, split_assignments, lib_config)
-    tables["isolation"] = feat.pipeline_isolation(snapshots, transactions, split_assignments, tables)
+    tables["isolation"] = iso.pipeline_isolation(snapshots, transactions, split_assignments, tables)
     return dg.MaterializeResult(
         value=tables,
         data_version=dg.DataVersion(content_hash(tables)),
@@ -55,11 +58,12 @@ def feature_pipeline(
     )
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars"}, code_version="1",
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars"}, code_version=CODE_VERSION,
           automation_condition=CHAIN_AUTOMATION)
 def feature_table(
     context: dg.AssetExecutionContext, synthetic_customers: dict, feature_pipeline: dict, paths: DataPaths,
 ) -> dg.MaterializeResult:
+
     """One row per customer present at the cutoff: demographics (gender and residency never
     inputs; a proxy probe reports how well the features still predict them), product holdings and history, transaction windows (7/30/90/180 days), the last K
     transactions as a sequence, MCC shares and hierarchy, customer-product graph embedding,
@@ -69,7 +73,7 @@ def feature_table(
     pipeline = {k: v for k, v in feature_pipeline.items() if k != "isolation"}
     table = feat.transform(snapshots, transactions, pipeline)
     schema = feat.feature_schema(table.columns)
-    isolation = pl.concat([feature_pipeline["isolation"], feat.table_isolation(snapshots, transactions, pipeline, table)])
+    isolation = pl.concat([feature_pipeline["isolation"], iso.table_isolation(snapshots, transactions, pipeline, table)])
     config = feat.pipeline_config(pipeline)
     proxies = leakage.proxy_probe(table, leakage.excluded_attributes(snapshots, config.cutoff, config.excluded_protected))
     tables = {"features": table, "schema": schema, "isolation": isolation, "proxy_probe": proxies}

@@ -3,26 +3,23 @@
 import dagster as dg
 import polars as pl
 
-from finai_assets.dagster_meta import audited, hashes, markdown_table
+from finai_assets.dagster_meta import audited, code_version, hashes, labels_with_split, markdown_table
 from finai_assets.defs.automation import CHAIN_AUTOMATION
 from finai_assets.defs.fairness import FAIRNESS_BLOCKING
 from finai_assets.defs.partitions import dataset_partitions
-from finai_assets.defs.teacher import _labels
-from finai_assets.lib import distillation as dl
-from finai_assets.lib import fairness as fair
-from finai_assets.lib import features as feat
-from finai_assets.lib import production as prod
+from finai_assets.lib import candidate
 from finai_assets.lib import promotion as promo
-from finai_assets.lib import teacher as tl
 from finai_assets.lib.schema import DEFAULT_CUTOFF
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import AuditLogResource, DataPaths, ModelRegistryResource
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 GOVERNED_ASSETS = ("production_snapshots", "production_scores", "promotion_decision", "champion_model")
 
 
 class PromotionSettings(dg.Config):
-    """Launchpad config of the promotion decision (SPEC 3.8 and 5). Only `dataset` is ever
+    """Launchpad config of the promotion decision (defaults: docs/thresholds.md#promotion). Only `dataset` is ever
     considered for promotion; auto-promote is off: a challenger that passes every rule is
     `eligible` until a run with force_promote (or auto_promote) makes it the champion."""
 
@@ -39,25 +36,11 @@ class PromotionSettings(dg.Config):
         return promo.PromotionConfig(**self.model_dump(exclude={"dataset"}))
 
 
-def _decision_table(partition: str, decision: str, promoted: bool, rung: str, reason: str, candidate: str | None,
-                    champion_before: str | None, champion_after: str | None) -> pl.DataFrame:
-    return pl.DataFrame([{"dataset": partition, "decision": decision, "promoted": promoted, "rung": rung, "reason": reason,
-                          "candidate": candidate, "champion_before": champion_before, "champion_after": champion_after}])
-
-
-def _champion_scores(paths: DataPaths, champion: prod.Champion, partition: str, test_ids, specs) -> dict:
-    """The archived champion's predictions of the candidate's test customers: its own fitted
-    pipeline on the candidate's raw-schema data, then its own students."""
-    synthetic = paths.warehouse.read("synthetic_customers", partition)
-    features = feat.transform(synthetic["snapshots"], synthetic["transactions"], champion.pipeline)
-    features = pl.DataFrame({"ncodpers": test_ids}).join(features, on="ncodpers", how="left", maintain_order="left")
-    X = features.select(champion.columns).to_numpy().astype("float32")
-    return dl.predict_students(champion.students, X, specs)
-
-
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="governance", kinds={"polars", "lightgbm"}, code_version="1",
-    deps=["leakage_report"],
+    partitions_def=dataset_partitions, group_name="governance", kinds={"polars", "lightgbm"}, code_version=CODE_VERSION,
+    # leakage_report gates every reader of the feature table; the others are read from storage: the candidate
+    # copies the fitted pipeline and the teacher checkpoint, the archived champion re-scores its customers
+    deps=["leakage_report", "feature_pipeline", "ple_teacher", "synthetic_customers"],
     # not gated on blocking checks: a failed fidelity or fairness check is what the decision rejects on (and audits)
     automation_condition=dg.AutomationCondition.eager(),
 )
@@ -76,77 +59,45 @@ def promotion_decision(
     closed) before the registry's champion pointer moves."""
     partition = context.partition_key
     registry = model_registry.registry
-    before = registry.champion()
-    before_id = before["candidate_id"] if before else None
     if partition != config.dataset:
-        table = _decision_table(partition, "not_considered", False, "scope", f"promotion considers dataset {config.dataset} only",
-                                None, before_id, before_id)
+        table = candidate.out_of_scope(partition, config.dataset, registry)
         return dg.MaterializeResult(value={"decision": table}, data_version=dg.DataVersion(content_hash(table)),
                                     metadata={"decision": "not_considered", "reason": table["reason"][0]})
-    specs = tl.task_specs(task_labels["decisions"])
-    labels = _labels(task_labels, split_assignments)
-    test = labels.filter(pl.col("split") == "test")
-    test_ids = test["ncodpers"].to_numpy()
+    labels = labels_with_split(task_labels, split_assignments)
     pipeline = {k: v for k, v in paths.warehouse.read("feature_pipeline", partition).items() if k != "isolation"}
     teacher = paths.warehouse.read("ple_teacher", partition)["manifest"].row(0, named=True)
     at_cutoff = paths.warehouse.scan("synthetic_customers", partition, "snapshots").filter(pl.col("fecha_dato") == DEFAULT_CUTOFF)
     train_renta = at_cutoff.join(labels.filter(pl.col("split") == "train").select("ncodpers").lazy(), on="ncodpers").select("renta").collect()
-    fidelity_failures = int((~fidelity_report["tier1"]["passed"]).sum() + (~fidelity_report["guard"]["passed"]).sum())
-    fairness_failures = int((~fairness_report["checks"]["passed"]).sum()) if FAIRNESS_BLOCKING else 0
-    candidate = prod.register_candidate(
-        registry, paths.root, partition, context.run.run_id, pipeline, distilled_students["manifest"], paths.root / teacher["checkpoint"],
-        feature_table["schema"], task_labels["decisions"],
-        prod.training_sample(feature_table["features"], distilled_students["predictions"], split_assignments),
-        {"income_edges": fair.fit_income_edges(train_renta["renta"]), "teacher_sha256": teacher["sha256"],
-         "fidelity_failures": fidelity_failures, "fairness_blocking_failures": fairness_failures},
-    )
-    candidate_id = candidate["candidate_id"]
-    y = {s.name: test[s.name].cast(pl.Float64).fill_null(float("nan")).to_numpy() for s in specs}
-    challenger = promo.Scored(dl.aligned(distilled_students["predictions"], test_ids, specs, "distilled_students"))
-    champion, compared = None, specs
-    if before is not None and before_id != candidate_id:
-        archived = prod.load_champion(registry, before)
-        served = {(s.name, s.type, s.classes) for s in archived.specs}
-        compared = [s for s in specs if (s.name, s.type, s.classes) in served]
-        champion = promo.Scored(_champion_scores(paths, archived, partition, test_ids, compared))
-        challenger = promo.Scored({s.name: challenger.predictions[s.name] for s in compared})
-    if before_id == candidate_id:
-        decision = promo.Decision("already_champion", False, "scope", "this build is the champion already", pl.DataFrame(), None)
-    else:
-        decision = promo.decide(compared, {s.name: y[s.name] for s in compared}, challenger, champion, fidelity_failures,
-                                fairness_failures, config.lib_config())
     inputs = hashes(paths.warehouse, {a: partition for a in ("fidelity_report", "fairness_report", "teacher_evaluation", "distilled_students",
                                                             "feature_table", "task_labels", "split_assignments", "feature_pipeline",
                                                             "ple_teacher", "synthetic_customers")})
-    audit = audited(audit_log, f"promotion:{decision.decision}", "promotion_decision", partition, context.run.run_id, inputs, candidate_id,
-                    {"reason": decision.reason, "rung": decision.rung, "champion_before": before_id, "significance": decision.significance})
-    if decision.promoted:
-        registry.set_champion(candidate_id, decision.decision, decision.reason, context.run.run_id, audit["audit_seq"])
-    after = registry.champion()
-    table = _decision_table(partition, decision.decision, decision.promoted, decision.rung, decision.reason, candidate_id, before_id,
-                            after["candidate_id"] if after else None)
-    significance = pl.DataFrame([decision.significance]) if decision.significance else pl.DataFrame({"metric": []}, schema={"metric": pl.Utf8})
-    tables = {"decision": table, "comparison": decision.comparison if decision.comparison.width else pl.DataFrame({"metric": []}, schema={"metric": pl.Utf8}),
-              "significance": significance}
+    judged = candidate.judge(
+        partition=partition, run_id=context.run.run_id, registry=registry, root=paths.root, audit=audit_log.log(), labels=labels,
+        task_decisions=task_labels["decisions"], split_assignments=split_assignments, fidelity_report=fidelity_report,
+        fairness_report=fairness_report, distilled_students=distilled_students, feature_table=feature_table, pipeline=pipeline,
+        teacher=teacher, train_renta=train_renta["renta"], candidate_data=lambda: paths.warehouse.read("synthetic_customers", partition),
+        inputs=inputs, config=config.lib_config(), fairness_blocking=FAIRNESS_BLOCKING,
+    )
+    decision = judged.decision
     return dg.MaterializeResult(
-        value=tables,
-        data_version=dg.DataVersion(content_hash(tables)),
+        value=judged.tables,
+        data_version=dg.DataVersion(content_hash(judged.tables)),
         metadata={
             "decision": decision.decision,
             "promoted": decision.promoted,
             "rung": decision.rung,
             "reason": decision.reason,
-            "candidate": candidate_id[:16],
-            "champion_before": (before_id or "none")[:16],
-            "champion_after": ((after or {}).get("candidate_id") or "none")[:16],
-            "comparison": markdown_table(tables["comparison"]),
+            "candidate": judged.candidate_id[:16],
+            "champion_before": (judged.champion_before or "none")[:16],
+            "champion_after": (judged.champion_after or "none")[:16],
+            "comparison": markdown_table(judged.tables["comparison"]),
             "significance": dg.MetadataValue.json(decision.significance or {}),
-            "tasks_compared": len(compared),
-            "fidelity_failures": fidelity_failures,
-            "fairness_blocking_failures": fairness_failures,
+            "tasks_compared": judged.tasks_compared,
+            "fidelity_failures": judged.fidelity_failures,
+            "fairness_blocking_failures": judged.fairness_failures,
             "config": dg.MetadataValue.json(config.model_dump()),
             "input_hashes": dg.MetadataValue.json(inputs),
-            **audit,
+            "audit_seq": judged.audit_seq, "audit_head": judged.audit_head, "audit_event": judged.audit_event,
         },
     )
 
@@ -163,12 +114,13 @@ def _mirrored_heads(instance: dg.DagsterInstance) -> dict[str, tuple[int, str]]:
 
 
 @dg.asset(
-    group_name="governance", kinds={"polars"}, code_version="1",
+    group_name="governance", kinds={"polars"}, code_version=CODE_VERSION,
     deps=[dg.AssetDep("promotion_decision", partition_mapping=dg.AllPartitionMapping())],
     check_specs=[dg.AssetCheckSpec("audit_chain", asset="champion_model", blocking=True,
                                    description="the audit log verifies (HMAC chain, anchor, every governed materialization's mirrored head)")],
     automation_condition=CHAIN_AUTOMATION,
 )
+
 def champion_model(context: dg.AssetExecutionContext, paths: DataPaths, model_registry: ModelRegistryResource,
                    audit_log: AuditLogResource):
     """The current champion, from the registry's pointer after the promotion decisions: its

@@ -4,12 +4,14 @@ import dagster as dg
 import polars as pl
 
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import code_version, input_hashes, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import labels as lab
 from finai_assets.lib import task_screen as screen
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 
 def _registry_table() -> pl.DataFrame:
@@ -29,14 +31,14 @@ def _registry_table() -> pl.DataFrame:
     partitions_def=dataset_partitions,
     group_name="labels",
     kinds={"polars"},
-    code_version="1",
+    code_version=CODE_VERSION,
     automation_condition=CHAIN_AUTOMATION,
     check_specs=[dg.AssetCheckSpec("label_contract", asset="candidate_labels", blocking=True)],
 )
 def candidate_labels(
     context: dg.AssetExecutionContext, synthetic_customers: dict, paths: DataPaths
 ):
-    """The 18 candidate labels of SPEC 3.3 for every customer present at the cutoff
+    """The 18 candidate labels (docs/labels.md) for every customer present at the cutoff
     (2016-04-28), from the snapshot at c+1 and the 30 days of transactions after the cutoff;
     null where the label semantics say so (absent at c+1, too little history or too few
     transactions). The registry (type, classes, group, loss, source columns and windows, expected
@@ -71,7 +73,7 @@ def candidate_labels(
 
 
 class SplitConfig(dg.Config):
-    """Launchpad config of `split_assignments` (shares train/val/calib/test are SPEC 3.4's)."""
+    """Launchpad config of `split_assignments` (default shares train/val/calib/test 0.65/0.10/0.10/0.15)."""
 
     seed: int = lab.SPLIT_SEED
     max_share_deviation: float = 0.01
@@ -81,7 +83,7 @@ class SplitConfig(dg.Config):
     partitions_def=dataset_partitions,
     group_name="features",
     kinds={"polars"},
-    code_version="1",
+    code_version=CODE_VERSION,
     automation_condition=CHAIN_AUTOMATION,
     deps=["synthetic_customers"],
     check_specs=[dg.AssetCheckSpec("stratified", asset="split_assignments", blocking=True)],
@@ -122,7 +124,7 @@ def split_assignments(
     partitions_def=dataset_partitions,
     group_name="labels",
     kinds={"polars", "sklearn"},
-    code_version="1",
+    code_version=CODE_VERSION,
     automation_condition=CHAIN_AUTOMATION,
     check_specs=[dg.AssetCheckSpec("decisions_match_registry", asset="task_labels", blocking=False)],
 )
@@ -130,6 +132,7 @@ def task_labels(
     context: dg.AssetExecutionContext, candidate_labels: pl.DataFrame, split_assignments: pl.DataFrame,
     synthetic_customers: dict, paths: DataPaths,
 ):
+
     """The task set: the screen decides from data which candidates are prediction tasks (not a
     deterministic function of pre-cutoff features, not redundant with another candidate, not
     merely persisting) and publishes the decision table (metric, value, margin, decision,

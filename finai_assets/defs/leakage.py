@@ -6,11 +6,13 @@ import dagster as dg
 import polars as pl
 
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.dagster_meta import input_hashes, markdown_table
+from finai_assets.dagster_meta import code_version, input_hashes, markdown_table
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import leakage
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 LEAKAGE_CHECKS = ("single_feature_dependency", "group_probes", "label_reproduction", "time_isolation", "lineage")
 
@@ -19,7 +21,7 @@ def _tasks_with_split(task_labels: dict, split_assignments: pl.DataFrame) -> pl.
     return task_labels["labels"].drop("split").join(split_assignments.select("ncodpers", "split"), on="ncodpers")
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "scipy"}, code_version="1",
+@dg.asset(partitions_def=dataset_partitions, group_name="features", kinds={"polars", "scipy"}, code_version=CODE_VERSION,
           automation_condition=CHAIN_AUTOMATION)
 def oracle_report(
     context: dg.AssetExecutionContext, synthetic_ground_truth: pl.DataFrame, task_labels: dict,
@@ -40,7 +42,7 @@ def oracle_report(
 
 
 class LeakageConfig(dg.Config):
-    """Thresholds of the leakage report (SPEC 5 defaults)."""
+    """Thresholds of the leakage report (defaults: docs/thresholds.md)."""
 
     dependency: float = 0.99
     fixed_auc: float = 0.95
@@ -53,7 +55,7 @@ class LeakageConfig(dg.Config):
     partitions_def=dataset_partitions,
     group_name="features",
     kinds={"polars", "lightgbm"},
-    code_version="1",
+    code_version=CODE_VERSION,
     automation_condition=CHAIN_AUTOMATION,
     check_specs=[dg.AssetCheckSpec(name, asset="leakage_report", blocking=True) for name in LEAKAGE_CHECKS],
 )
@@ -61,6 +63,7 @@ def leakage_report(
     context: dg.AssetExecutionContext, config: LeakageConfig, feature_table: dict, task_labels: dict,
     split_assignments: pl.DataFrame, oracle_report: pl.DataFrame, paths: DataPaths,
 ):
+
     """Five blocking checks between the feature table and the kept labels: single-feature
     dependency (binned uncertainty coefficient), per-group LightGBM probes against the oracle
     ceiling + 2 SE (or AUC 0.95 / R^2 0.90), label reproduction, time isolation, lineage. Training

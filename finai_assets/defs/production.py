@@ -7,7 +7,7 @@ from typing import Optional
 import dagster as dg
 import polars as pl
 
-from finai_assets.dagster_meta import audited, hashes, input_hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import audited, code_version, hashes, input_hashes, markdown_table, table_metadata
 from finai_assets.defs.automation import PRODUCTION_AUTOMATION
 from finai_assets.defs.partitions import production_months
 from finai_assets.lib import drift as driftlib
@@ -19,6 +19,8 @@ from finai_assets.lib import production as prod
 from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import AuditLogResource, DataPaths, ModelRegistryResource
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 # production_scores[m] reads months m-6..m (months before the first production month come from the history)
 WINDOW = dg.TimeWindowPartitionMapping(start_offset=-6, allow_nonexistent_upstream_partitions=True)
@@ -45,7 +47,7 @@ def _champion(model_registry: ModelRegistryResource, champion_model: dict) -> pr
     return prod.load_champion(registry, registry.candidate(champion_model["champion"]["candidate_id"][0]))
 
 
-@dg.asset(partitions_def=production_months, group_name="production", kinds={"polars", "pandera"}, code_version="1")
+@dg.asset(partitions_def=production_months, group_name="production", kinds={"polars", "pandera"}, code_version=CODE_VERSION)
 def production_snapshots(
     context: dg.AssetExecutionContext, config: ProductionDropConfig, paths: DataPaths,
     model_registry: ModelRegistryResource, audit_log: AuditLogResource,
@@ -97,7 +99,7 @@ def production_snapshots(
 
 
 @dg.asset(
-    partitions_def=production_months, group_name="production", kinds={"polars", "lightgbm"}, code_version="1", pool="heavy",
+    partitions_def=production_months, group_name="production", kinds={"polars", "lightgbm"}, code_version=CODE_VERSION, pool="heavy",
     ins={"production_snapshots": dg.AssetIn(partition_mapping=WINDOW, metadata={"by_partition": True})},
     automation_condition=PRODUCTION_AUTOMATION,
 )
@@ -145,7 +147,7 @@ def production_scores(
 
 
 class DriftConfig(dg.Config):
-    """PSI thresholds (SPEC 5)."""
+    """PSI thresholds (docs/thresholds.md#drift)."""
 
     warn: float = driftlib.DriftThresholds.warn
     breach: float = driftlib.DriftThresholds.breach
@@ -153,7 +155,7 @@ class DriftConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=production_months, group_name="production", kinds={"polars"}, code_version="1",
+    partitions_def=production_months, group_name="production", kinds={"polars"}, code_version=CODE_VERSION,
     check_specs=[dg.AssetCheckSpec("no_drift_breach", asset="drift_report", blocking=False,
                                    description="no feature or prediction PSI at or above the breach threshold (a breach requests a retrain)")],
     automation_condition=PRODUCTION_AUTOMATION,
@@ -210,7 +212,7 @@ def _specs(production_scores: dict) -> list[TaskSpec]:
     return [TaskSpec(**row) for row in production_scores["tasks"].iter_rows(named=True)]
 
 
-@dg.asset(partitions_def=production_months, group_name="production", kinds={"polars"}, code_version="1",
+@dg.asset(partitions_def=production_months, group_name="production", kinds={"polars"}, code_version=CODE_VERSION,
           automation_condition=PRODUCTION_AUTOMATION)
 def production_fairness(
     context: dg.AssetExecutionContext, config: ProductionFairnessConfig, production_scores: dict, paths: DataPaths,
@@ -240,7 +242,7 @@ def production_fairness(
 
 
 @dg.asset(
-    partitions_def=production_months, group_name="production", kinds={"polars", "fairlearn"}, code_version="1",
+    partitions_def=production_months, group_name="production", kinds={"polars", "fairlearn"}, code_version=CODE_VERSION,
     ins={"production_snapshots": dg.AssetIn(partition_mapping=NEXT_MONTH, metadata={"by_partition": True})},
     automation_condition=PRODUCTION_AUTOMATION,
 )
@@ -248,6 +250,7 @@ def production_outcomes(
     context: dg.AssetExecutionContext, config: ProductionFairnessConfig, production_scores: dict, production_snapshots: dict,
     paths: DataPaths,
 ) -> dg.MaterializeResult:
+
     """Month m's outcomes once month m+1 has arrived: its realised binary labels (the training
     label code on snapshots m-5..m+1 and the transactions around m), and the lagged realised
     quality of the month's scores — AUC, base rate vs mean prediction, ECE — and their fairness

@@ -7,13 +7,15 @@ import dagster as dg
 import polars as pl
 
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import code_version, input_hashes, markdown_table, table_metadata
 from finai_assets.lib import raw as rawlib
 from finai_assets.lib.profiles import customer_profiles as build_profiles
 from finai_assets.lib.sample import SAMPLE_DESCRIPTION, embedded_sample
 from finai_assets.lib.schema import SNAPSHOT_COLUMNS, TRANSACTION_COLUMNS, TRANSACTION_OPTIONAL_COLUMNS
 from finai_assets.lib.storage import content_hash, file_sha256
 from finai_assets.resources import DataPaths
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 
 class RawConfig(dg.Config):
@@ -63,7 +65,7 @@ def _result(load: rawlib.RawLoad, name: str, source: dict, config: RawConfig) ->
     )
 
 
-@dg.asset(group_name="raw", kinds={"polars", "pandera"}, code_version="1",
+@dg.asset(group_name="raw", kinds={"polars", "pandera"}, code_version=CODE_VERSION,
           deps=[dg.AssetDep("production_snapshots", partition_mapping=dg.AllPartitionMapping())])
 def santander_raw(config: RawConfig, paths: DataPaths) -> dg.MaterializeResult:
     """Monthly Santander Product Recommendation snapshots (train_ver2 schema, 48 columns),
@@ -91,7 +93,7 @@ def santander_raw(config: RawConfig, paths: DataPaths) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(group_name="raw", kinds={"polars", "pandera"}, code_version="1")
+@dg.asset(group_name="raw", kinds={"polars", "pandera"}, code_version=CODE_VERSION)
 def card_transactions_raw(config: RawConfig, paths: DataPaths) -> dg.MaterializeResult:
     """Card transactions (`ncodpers, ts, amount, mcc, merchant_id`, `hour` derived from ts).
     Reads `data/raw/card_transactions.{csv,csv.gz,parquet}`, else the embedded sample; beside a real
@@ -105,7 +107,7 @@ def card_transactions_raw(config: RawConfig, paths: DataPaths) -> dg.Materialize
     return _result(load, "transactions", {"availability": "available", **source}, config)
 
 
-@dg.asset(group_name="raw", kinds={"duckdb", "polars"}, code_version="1", automation_condition=CHAIN_AUTOMATION)
+@dg.asset(group_name="raw", kinds={"duckdb", "polars"}, code_version=CODE_VERSION, automation_condition=CHAIN_AUTOMATION)
 def customer_profiles(santander_raw: dict, card_transactions_raw: dict, paths: DataPaths) -> dg.MaterializeResult:
     """One row per customer: demographics at first observation, panel span, product count, and
     transaction rate / amount level / MCC breadth (null when transactions are unavailable)."""

@@ -16,5 +16,6 @@ def resources() -> dg.Definitions:
             "model_registry": ModelRegistryResource(data_dir=data_dir),
             "audit_log": AuditLogResource(data_dir=data_dir),
         },
-        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+        # one process per step, at most one per core; runs are capped by the instance (dagster.yaml)
+        executor=dg.multiprocess_executor,
     )

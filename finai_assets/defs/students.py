@@ -5,23 +5,24 @@ from typing import Optional
 import dagster as dg
 import polars as pl
 
-from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import artifact_dir, code_version, input_hashes, labels_with_split, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.defs.teacher import CONCURRENT_RUNS, _artifacts, _labels
-from finai_assets.lib import distillation as dl
 from finai_assets.lib import fidelity as fid
-from finai_assets.lib import students as st
+from finai_assets.lib import student_model as st
+from finai_assets.lib import student_tables as dl
 from finai_assets.lib import teacher as tl
-from finai_assets.lib.ple.config import torch_threads
+from finai_assets.lib.ple.config import training_threads
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 FIDELITY_CHECKS = ("fidelity_tier1", "constant_student_guard")
 
 
 class StudentsConfig(dg.Config):
-    """Launchpad config of the distilled students (SPEC 3.6)."""
+    """Launchpad config of the distilled students."""
 
     alpha: float = st.StudentConfig.alpha  # weight of the hard label; 1 - alpha on the teacher's soft label
     temperature: float = st.StudentConfig.temperature
@@ -36,12 +37,12 @@ class StudentsConfig(dg.Config):
     # cross-fit retrains the teacher's own recipe (its checkpoint's config) K times.
     cross_fit_folds: int = 0
     seed: int = st.StudentConfig.seed
-    threads: Optional[int] = None  # None: cores // concurrent runs
+    threads: Optional[int] = None  # None: every core (the heavy pool trains one step at a time)
 
     def student_config(self) -> st.StudentConfig:
         return st.StudentConfig(alpha=self.alpha, temperature=self.temperature, learning_rate=self.learning_rate,
                                 num_leaves=self.num_leaves, min_child_samples=self.min_child_samples, max_rounds=self.max_rounds, max_trees=self.max_trees,
-                                early_stopping=self.early_stopping, seed=self.seed, threads=torch_threads(self.threads, CONCURRENT_RUNS),
+                                early_stopping=self.early_stopping, seed=self.seed, threads=training_threads(self.threads),
                                 reason_codes=self.reason_codes)
 
 
@@ -54,13 +55,14 @@ def _cross_fit(context: dg.AssetExecutionContext, paths: DataPaths, data: tl.Des
     recipe = load_checkpoint(paths.root / manifest["checkpoint"], expected_sha256=manifest["sha256"], feature_columns=data.columns)["config"]
     model_config = PLEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe["model"].items()})
     train = {k: v for k, v in recipe["train"].items() if k in TrainConfig.__dataclass_fields__}
-    train_config = TrainConfig(**train, concurrent_runs=CONCURRENT_RUNS)
+    train_config = TrainConfig(**train)
     return tl.cross_fit_soft_labels(data, soft, specs, recipe.get("routing"), model_config, train_config, folds, context.log.info)
 
 
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="students", kinds={"lightgbm"}, code_version="1", pool="heavy",
-    deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
+    partitions_def=dataset_partitions, group_name="students", kinds={"lightgbm"}, code_version=CODE_VERSION, pool="heavy",
+    deps=["leakage_report", "ple_teacher"],  # a cross-fit reads the teacher's recipe from its checkpoint
+    automation_condition=CHAIN_AUTOMATION,
 )
 def distilled_students(
     context: dg.AssetExecutionContext, config: StudentsConfig, teacher_predictions: pl.DataFrame, teacher_evaluation: dict,
@@ -74,14 +76,14 @@ def distilled_students(
     verifies; predictions for every customer and, for the test split, each prediction's top
     contributing features (reason codes) are stored beside the manifest."""
     specs = tl.task_specs(task_labels["decisions"])
-    data = tl.design(feature_table["features"], _labels(task_labels, split_assignments), specs)
+    data = tl.design(feature_table["features"], labels_with_split(task_labels, split_assignments), specs)
     route_of = dl.routes(teacher_evaluation["routing"], specs)
     soft = dl.aligned(teacher_predictions, data.ncodpers, specs, "teacher_predictions")
     soft_source = "in_sample"
     if config.cross_fit_folds:
         soft, soft_source = _cross_fit(context, paths, data, soft, specs, config.cross_fit_folds), f"cross_fit_{config.cross_fit_folds}"
     students = dl.train_students(data, soft, route_of, specs, config.student_config(), context.log.info)
-    manifest = dl.save_students(students, _artifacts(paths, "distilled_students", context.partition_key), paths.root,
+    manifest = dl.save_students(students, artifact_dir(paths, "distilled_students", context.partition_key), paths.root,
                                 teacher_evaluation["routing"], soft_source)
     predictions = dl.student_frame(students, data, specs)
     reasons = dl.reason_codes(students, data, config.reason_codes)
@@ -106,7 +108,7 @@ def distilled_students(
 
 
 class FidelityConfig(dg.Config):
-    """SPEC 5 fidelity thresholds (tier 1 is blocking)."""
+    """Fidelity thresholds (tier 1 is blocking; docs/thresholds.md#fidelity)."""
 
     auc_gap: float = fid.FidelityThresholds.auc_gap
     ece: float = fid.FidelityThresholds.ece
@@ -121,7 +123,7 @@ class FidelityConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="students", kinds={"lightgbm", "polars"}, code_version="1",
+    partitions_def=dataset_partitions, group_name="students", kinds={"lightgbm", "polars"}, code_version=CODE_VERSION,
     check_specs=[
         dg.AssetCheckSpec("fidelity_tier1", asset="fidelity_report", blocking=True,
                           description="every distilled student within the one-sided tier-1 gaps of its teacher (AUC, ECE, F1-macro, MAE/RMSE)"),
@@ -134,6 +136,7 @@ def fidelity_report(
     context: dg.AssetExecutionContext, config: FidelityConfig, distilled_students: dict, teacher_predictions: pl.DataFrame,
     teacher_evaluation: dict, task_labels: dict, split_assignments: pl.DataFrame, paths: DataPaths,
 ):
+
     """Fidelity of each distilled student to its teacher on the test split. Every student model
     file is first verified against the sha256 `distilled_students` recorded: a tampered or missing
     file is refused here, before anything is judged. Tier 1 (blocking, one-sided: a student may
@@ -142,7 +145,7 @@ def fidelity_report(
     specs = tl.task_specs(task_labels["decisions"])
     route_of = dl.routes(teacher_evaluation["routing"], specs)
     dl.load_students(distilled_students["manifest"], paths.root)
-    test = _labels(task_labels, split_assignments).filter(pl.col("split") == "test")
+    test = labels_with_split(task_labels, split_assignments).filter(pl.col("split") == "test")
     ncodpers = test["ncodpers"].to_numpy()
     student = dl.aligned(distilled_students["predictions"], ncodpers, specs, "distilled_students")
     teacher = dl.aligned(teacher_predictions, ncodpers, specs, "teacher_predictions")

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.dagster_meta import input_hashes, markdown_table, outcome_check, table_metadata
+from finai_assets.dagster_meta import code_version, input_hashes, markdown_table, outcome_check, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import synthetic as synth
 from finai_assets.lib import synthetic_checks as checks
@@ -14,6 +14,8 @@ from finai_assets.lib.plots import recipe_figure
 from finai_assets.lib.profiles import customer_profiles as build_profiles
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
+
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 SYNTHETIC_CHECKS = ("schema", "sdmetrics_quality", "privacy_dcr", "self_replication", "recipe_promises")
 
@@ -36,7 +38,7 @@ class SyntheticConfig(dg.Config):
     min_protected_group_customers: int = checks.SyntheticThresholds().min_group_customers
 
 
-@dg.asset(group_name="synthetic", kinds={"sdv", "sklearn"}, code_version="1", automation_condition=CHAIN_AUTOMATION)
+@dg.asset(group_name="synthetic", kinds={"sdv", "sklearn"}, code_version=CODE_VERSION, automation_condition=CHAIN_AUTOMATION)
 def synthetic_calibration(
     config: CalibrationConfig, customer_profiles: pl.DataFrame, santander_raw: dict, card_transactions_raw: dict, paths: DataPaths
 ) -> dg.MaterializeResult:
@@ -68,14 +70,14 @@ def synthetic_calibration(
 @dg.multi_asset(
     outs={
         "synthetic_customers": dg.AssetOut(
-            group_name="synthetic", kinds={"polars", "numpy"}, code_version="1", automation_condition=CHAIN_AUTOMATION,
+            group_name="synthetic", kinds={"polars", "numpy"}, code_version=CODE_VERSION, automation_condition=CHAIN_AUTOMATION,
             description="Synthetic customers of one version in the raw schemas: 17 monthly snapshots and card "
             "transactions, generated profile (SDV) -> persona -> five latents -> months, with post-cutoff "
             "events from the variance-budget logit. Checks: schema, SDMetrics quality, privacy (DCR), "
             "self-replication, recipe promises.",
         ),
         "synthetic_ground_truth": dg.AssetOut(
-            group_name="synthetic", kinds={"polars"}, code_version="1", automation_condition=CHAIN_AUTOMATION,
+            group_name="synthetic", kinds={"polars"}, code_version=CODE_VERSION, automation_condition=CHAIN_AUTOMATION,
             description="The same generator run's hidden truth: persona, five latents, each post-cutoff event's "
             "true logit / probability and flip indicator. Evaluation only: never an input to features or labels.",
         ),
@@ -83,6 +85,7 @@ def synthetic_calibration(
     partitions_def=dataset_partitions,
     check_specs=[dg.AssetCheckSpec(name, asset="synthetic_customers", blocking=True) for name in SYNTHETIC_CHECKS],
 )
+
 def synthetic_version(context: dg.AssetExecutionContext, config: SyntheticConfig, synthetic_calibration: dict, paths: DataPaths):
     version = context.partition_key
     recipe = synth.RECIPES[version]

@@ -1,22 +1,21 @@
 """Teacher stage: the PLE teacher, its baselines, its soft labels, and its evaluation."""
 
 import dataclasses
-from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 import polars as pl
 
 from finai_assets.defs.automation import CHAIN_AUTOMATION
-from finai_assets.dagster_meta import input_hashes, markdown_table, table_metadata
+from finai_assets.dagster_meta import artifact_dir, code_version, input_hashes, labels_with_split, markdown_table, table_metadata
 from finai_assets.defs.partitions import dataset_partitions
 from finai_assets.lib import plots
 from finai_assets.lib import teacher as tl
-from finai_assets.lib.ple.config import PLEConfig, TrainConfig, torch_threads
+from finai_assets.lib.ple.config import PLEConfig, TrainConfig, training_threads
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import DataPaths
 
-CONCURRENT_RUNS = 2  # .dagster/dagster.yaml: torch threads = cores // concurrent runs
+CODE_VERSION = code_version(__name__)  # changes with this module's source or the library code it imports
 
 
 class TeacherConfig(dg.Config):
@@ -36,24 +35,16 @@ class TeacherConfig(dg.Config):
     expert_dim: int = PLEConfig.expert_dim
     seed: int = TrainConfig.seed
     device: str = TrainConfig.device  # auto | cpu | cuda
-    threads: Optional[int] = TrainConfig.threads  # None: cores // concurrent runs
+    threads: Optional[int] = TrainConfig.threads  # None: every core (the heavy pool trains one step at a time)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            warmup_epochs=self.warmup_epochs, patience=self.patience, seed=self.seed, device=self.device,
-                           max_train_rows=self.max_train_rows, threads=self.threads, concurrent_runs=CONCURRENT_RUNS,
+                           max_train_rows=self.max_train_rows, threads=self.threads,
                            loss_weighting=self.loss_weighting)
 
     def ple_config(self) -> PLEConfig:
         return PLEConfig(expert_dim=self.expert_dim, extraction_layers=self.extraction_layers, gate=self.gate)
-
-
-def _labels(task_labels: dict, split_assignments: pl.DataFrame) -> pl.DataFrame:
-    return task_labels["labels"].drop("split").join(split_assignments.select("ncodpers", "split"), on="ncodpers")
-
-
-def _artifacts(paths: DataPaths, asset: str, partition: str) -> Path:
-    return paths.artifacts / asset / f"dataset={partition}"
 
 
 def _history_table(result) -> pl.DataFrame:
@@ -61,7 +52,7 @@ def _history_table(result) -> pl.DataFrame:
 
 
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="teacher", kinds={"pytorch"}, code_version="1", pool="heavy",
+    partitions_def=dataset_partitions, group_name="teacher", kinds={"pytorch"}, code_version=CODE_VERSION, pool="heavy",
     deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
 )
 def ple_teacher(
@@ -74,11 +65,11 @@ def ple_teacher(
     config, metrics, feature and task schema) is a content-addressed file; its sha256 is recorded
     here and verified by every reader."""
     specs = tl.task_specs(task_labels["decisions"])
-    data = tl.design(feature_table["features"], _labels(task_labels, split_assignments), specs)
+    data = tl.design(feature_table["features"], labels_with_split(task_labels, split_assignments), specs)
     routing = tl.routing_schema(feature_table["schema"])
     result = tl.train_model("ple", data, specs, routing, config.ple_config(), config.train_config(), context.log.info)
     model_cfg = dataclasses.asdict(config.ple_config())
-    path, sha = tl.save_model(result, specs, data.columns, _artifacts(paths, "ple_teacher", context.partition_key),
+    path, sha = tl.save_model(result, specs, data.columns, artifact_dir(paths, "ple_teacher", context.partition_key),
                               {"model": model_cfg, "train": config.model_dump(), "routing": routing, "partition": context.partition_key})
     history = _history_table(result)
     val_rows = [(t, k, float(v)) for t, m in result.val_metrics.items() for k, v in m.items()]
@@ -115,7 +106,7 @@ def ple_teacher(
 
 
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="teacher", kinds={"lightgbm", "pytorch"}, code_version="1", pool="heavy",
+    partitions_def=dataset_partitions, group_name="teacher", kinds={"lightgbm", "pytorch"}, code_version=CODE_VERSION, pool="heavy",
     deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION,
 )
 def baseline_models(
@@ -130,8 +121,8 @@ def baseline_models(
     from finai_assets.lib.ple.train import predict
 
     specs = tl.task_specs(task_labels["decisions"])
-    data = tl.design(feature_table["features"], _labels(task_labels, split_assignments), specs)
-    threads = torch_threads(config.threads, CONCURRENT_RUNS)
+    data = tl.design(feature_table["features"], labels_with_split(task_labels, split_assignments), specs)
+    threads = training_threads(config.threads)
     boosters = fit_lightgbm_baselines(*data.rows("train"), *data.rows("val"), specs, seed=config.seed, threads=threads)
     lgb_pred = tl.prediction_frame(data.ncodpers, predict_lightgbm(boosters, data.X, specs), specs)
     texts = {t: b.model_to_string() for t, b in boosters.items()}
@@ -139,7 +130,7 @@ def baseline_models(
                              "sha256": [content_hash(pl.DataFrame({"m": [m]})) for m in texts.values()],
                              "rounds": [boosters[t].current_iteration() for t in texts]})
     result = tl.train_model("shared_bottom", data, specs, None, None, config.train_config(), context.log.info)
-    path, sha = tl.save_model(result, specs, data.columns, _artifacts(paths, "baseline_models", context.partition_key),
+    path, sha = tl.save_model(result, specs, data.columns, artifact_dir(paths, "baseline_models", context.partition_key),
                               {"model": {"kind": "shared_bottom"}, "train": config.model_dump(), "partition": context.partition_key})
     sb_pred = tl.prediction_frame(data.ncodpers, predict(result.model, data.X, specs, result.target_scaling), specs)
     tables = {"lightgbm": lightgbm, "lightgbm_predictions": lgb_pred, "shared_bottom_predictions": sb_pred,
@@ -158,7 +149,7 @@ def baseline_models(
     )
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="teacher", kinds={"pytorch"}, code_version="1",
+@dg.asset(partitions_def=dataset_partitions, group_name="teacher", kinds={"pytorch"}, code_version=CODE_VERSION,
           deps=["leakage_report"], automation_condition=CHAIN_AUTOMATION)
 def teacher_predictions(
     context: dg.AssetExecutionContext, ple_teacher: dict, feature_table: dict, paths: DataPaths,
@@ -184,20 +175,23 @@ def teacher_predictions(
 
 
 @dg.asset(
-    partitions_def=dataset_partitions, group_name="teacher", kinds={"polars"}, code_version="1",
+    partitions_def=dataset_partitions, group_name="teacher", kinds={"polars"}, code_version=CODE_VERSION,
     check_specs=[dg.AssetCheckSpec("teacher_sanity", asset="teacher_evaluation", blocking=True,
-                                   description="no NaN metric; every task's upper confidence bound above chance, except tasks routed to a rule")],
+                                   description="no NaN metric on any task; every task routed to distil has its upper confidence bound above chance"),
+                 dg.AssetCheckSpec("teacher_weak_tasks", asset="teacher_evaluation",
+                                   description="tasks whose teacher is below chance but routed to hard_label or rule (the students do not use the teacher there)")],
     automation_condition=CHAIN_AUTOMATION,
 )
 def teacher_evaluation(
     context: dg.AssetExecutionContext, teacher_predictions: pl.DataFrame, baseline_models: dict,
     oracle_report: pl.DataFrame, task_labels: dict, split_assignments: pl.DataFrame, paths: DataPaths,
 ):
+
     """Per-task test metrics (AUC, F1-macro, NDCG@3, MAE, R^2) of the teacher beside per-task
-    LightGBM, the shared-bottom MLP and the oracle ceiling; the routing decision of SPEC 3.6
+    LightGBM, the shared-bottom MLP and the oracle ceiling; the routing decision (distil / hard_label / rule)
     from validation metrics; and the blocking sanity check."""
     specs = tl.task_specs(task_labels["decisions"])
-    labels = _labels(task_labels, split_assignments)
+    labels = labels_with_split(task_labels, split_assignments)
     predictions = {"teacher": teacher_predictions, "lightgbm": baseline_models["lightgbm_predictions"],
                    "shared_bottom": baseline_models["shared_bottom_predictions"]}
     test = tl.with_oracle(tl.evaluate_models(labels, predictions, specs, "test"), oracle_report)
@@ -218,7 +212,10 @@ def teacher_evaluation(
             "input_hashes": input_hashes(paths.warehouse, {a: context.partition_key for a in ("teacher_predictions", "baseline_models", "oracle_report", "task_labels", "split_assignments")}),
         },
     )
-    failed = sanity.filter(~pl.col("passed"))
+    failed, weak = sanity.filter(~pl.col("passed")), sanity.filter(pl.col("weak"))
     yield dg.AssetCheckResult(check_name="teacher_sanity", asset_key="teacher_evaluation", passed=failed.is_empty(),
                               severity=dg.AssetCheckSeverity.ERROR,
                               metadata={"failed": markdown_table(failed), "all": markdown_table(sanity)})
+    yield dg.AssetCheckResult(check_name="teacher_weak_tasks", asset_key="teacher_evaluation", passed=weak.is_empty(),
+                              severity=dg.AssetCheckSeverity.WARN,
+                              metadata={"weak_tasks": dg.MetadataValue.json(weak["task"].to_list()), "weak": markdown_table(weak)})
