@@ -4,7 +4,9 @@
 `finai drop-demo`: write the next demo production month into data/production/incoming/."""
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,19 +19,42 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 KEY_METRICS = ("dagster/row_count", "val_composite", "mean_binary_test_auc", "decision", "champion_candidate", "checkpoint_sha256")
 
 
-def _execute(selection: list[str], partition: str | None, run_id: str) -> None:
-    """One run, in a child process: its events go to the instance (the run's log in the UI); the
-    terminal shows what the parent reads back from there."""
+def _execute(selection: list[str], partition: str | None, run_id: str) -> bool:
+    """One run: its events go to the instance (the run's log in the UI); the terminal shows what
+    the parent reads back from there. Whether the run succeeded."""
     import dagster as dg
 
     from finai_assets.definitions import defs
 
     job = defs().resolve_implicit_global_asset_job_def()
-    job.execute_in_process(
+    return job.execute_in_process(
         instance=dg.DagsterInstance.get(), asset_selection=[dg.AssetKey(a) for a in selection], partition_key=partition,
         run_id=run_id, raise_on_error=False, tags={"finai/launched_by": "finai run"},
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
+    ).success
+
+
+def _execute_stages(stages: list[tuple[list[str], bool, str]], partition: str | None, heavy_lock) -> None:
+    """A partition's runs in order, in a child process, stopping at the first that fails. A run of
+    `heavy` steps holds `heavy_lock`, so runs of other partitions never wait inside Dagster for the
+    pool (Dagster 1.13 polls a pool claim without sleeping: a waiting run burns a core)."""
+    for selection, heavy, run_id in stages:
+        with heavy_lock if heavy else contextlib.nullcontext():
+            if not _execute(selection, partition, run_id):
+                return
+
+
+def _stages(graph, keys: set) -> list[tuple[list[str], bool]]:
+    """`keys` cut into runs at the heavy pool: a light asset below at most c heavy ones goes in
+    stage 2c, a heavy one in stage 2c+1; (assets, heavy) per stage, in order."""
+    heavy = {k: "heavy" in graph.get(k).pools for k in keys}
+    above: dict = {}
+    for key in (k for k in graph.toposorted_asset_keys if k in keys):
+        above[key] = max((above[p] + heavy[p] for p in graph.get(key).parent_keys if p in keys), default=0)
+    stages: dict[int, list[str]] = {}
+    for key, count in above.items():
+        stages.setdefault(2 * count + heavy[key], []).append(key.to_user_string())
+    return [(sorted(stages[s]), s % 2 == 1) for s in sorted(stages)]
 
 
 class _RunWatcher:
@@ -40,12 +65,19 @@ class _RunWatcher:
         self.instance, self.start = instance, start
         self.cursors: dict[str, str | None] = {}
         self.labels: dict[str, str] = {}
+        self.selections: dict[str, list[str]] = {}
         self.steps: dict[tuple[str, str], dict] = {}
         self.summary: list[tuple[str, str, str]] = []
         self.failed = False
 
-    def watch(self, run_id: str, label: str) -> None:
-        self.cursors[run_id], self.labels[run_id] = None, label
+    def watch(self, run_id: str, label: str, selection: list[str]) -> None:
+        self.cursors[run_id], self.labels[run_id], self.selections[run_id] = None, label, selection
+
+    def not_run(self, run_ids: list[str]) -> None:
+        """A line for each planned run that never started (an earlier run of its partition failed)."""
+        for run_id in run_ids:
+            if self.instance.get_run_by_id(run_id) is None:
+                self._print(f"skip            [{self.labels[run_id]}] {', '.join(self.selections[run_id])}: an earlier run failed")
 
     def poll(self) -> None:
         for run_id in list(self.cursors):
@@ -126,41 +158,52 @@ def _run(partitions: list[str], parallel: int) -> int:
     graph = defs().resolve_asset_graph()
     keys = graph.materializable_asset_keys
     by_dataset = {k for k in keys if graph.get(k).partitions_def == dataset_partitions}
-    monthly = sorted(k.to_user_string() for k in keys if graph.get(k).is_partitioned and k not in by_dataset)
+    monthly = {k for k in keys if graph.get(k).is_partitioned and k not in by_dataset}
     after = {k for k in keys - by_dataset if graph.get(k).partitions_def is None and
              any(u in by_dataset for u in graph.get(k).parent_keys)}  # champion_model: after the promotion decisions
-    names = lambda ks: sorted(k.to_user_string() for k in ks)  # noqa: E731
-    phases = [[(names(keys - by_dataset - after - {dg.AssetKey(m) for m in monthly}), None)],
-              [(names(by_dataset), p) for p in partitions], [(names(after), None)]]
+    phases = [[(None, _stages(graph, keys - by_dataset - after - monthly))],
+              [(p, _stages(graph, by_dataset)) for p in partitions], [(None, _stages(graph, after))]]
     instance = dg.DagsterInstance.get()
     watcher = _RunWatcher(instance, start)
-    os.environ.update(ONE_THREAD_ENV)  # inherited by the child runs
+    os.environ.update(ONE_THREAD_ENV)  # inherited by the child processes
     spawn = multiprocessing.get_context("spawn")
-    print(f"finai run: {len(partitions)} dataset partition(s), up to {parallel} run(s) at once; "
+    heavy_lock = spawn.Lock()
+    print(f"finai run: {len(partitions)} dataset partition(s), up to {parallel} at once; "
           "Dagster's own events are in each run's log (make ui)", flush=True)
-    for phase in phases:
-        pending, running = list(phase), []
-        while pending or running:
-            while pending and len(running) < parallel:
-                selection, partition = pending.pop(0)
-                run_id = str(uuid.uuid4())
-                watcher.watch(run_id, partition or "-")
-                proc = spawn.Process(target=_execute, args=(selection, partition, run_id))
-                proc.start()
-                running.append(proc)
-            time.sleep(1.0)
-            watcher.poll()
-            for proc in [p for p in running if not p.is_alive()]:
-                proc.join()
-                watcher.failed |= proc.exitcode != 0
-                running.remove(proc)
-        watcher.poll()
+    running: list = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        for phase in phases:
+            pending = list(phase)
+            while pending or running:
+                while pending and len(running) < parallel:
+                    partition, stages = pending.pop(0)
+                    planned = [(selection, heavy, str(uuid.uuid4())) for selection, heavy in stages]
+                    for selection, _, run_id in planned:
+                        watcher.watch(run_id, partition or "-", selection)
+                    proc = spawn.Process(target=_execute_stages, args=(planned, partition, heavy_lock), daemon=True)
+                    proc.start()
+                    running.append((proc, planned))
+                time.sleep(1.0)
+                watcher.poll()
+                for proc, planned in [r for r in running if not r[0].is_alive()]:
+                    proc.join()
+                    watcher.poll()
+                    watcher.failed |= proc.exitcode != 0
+                    watcher.not_run([run_id for _, _, run_id in planned])
+                    running.remove((proc, planned))
+            if watcher.failed:
+                break  # later phases need this one's assets
+    finally:
+        for proc, _ in running:
+            proc.terminate()
     rows = watcher.summary
     width = max(len(r[0]) for r in rows) + 2 if rows else 10
     print(f"\n{'asset':<{width}}{'partition':<11}rows / result")
     for name, part, value in rows:
         print(f"{name:<{width}}{part:<11}{value}")
-    print(f"\nmonthly production assets wait for drops ({', '.join(monthly)}): `make drop-demo`, then `make ui`")
+    months = ", ".join(sorted(k.to_user_string() for k in monthly))
+    print(f"\nmonthly production assets wait for drops ({months}): `make drop-demo`, then `make ui`")
     print(f"\nmake run: {'FAILED' if watcher.failed else 'success'}; wall time {time.perf_counter() - start:.1f}s")
     return 1 if watcher.failed else 0
 
