@@ -82,11 +82,12 @@ def distilled_students(
     soft_source = "in_sample"
     if config.cross_fit_folds:
         soft, soft_source = _cross_fit(context, paths, data, soft, specs, config.cross_fit_folds), f"cross_fit_{config.cross_fit_folds}"
-    students = dl.train_students(data, soft, route_of, specs, config.student_config(), context.log.info)
+    student_config = config.student_config()
+    students = dl.train_students(data, soft, route_of, specs, student_config, context.log.info)
     manifest = dl.save_students(students, artifact_dir(paths, "distilled_students", context.partition_key), paths.root,
                                 teacher_evaluation["routing"], soft_source)
-    predictions = dl.student_frame(students, data, specs)
-    reasons = dl.reason_codes(students, data, config.reason_codes)
+    predictions = dl.student_frame(students, data, specs, student_config.threads)
+    reasons = dl.reason_codes(students, data, config.reason_codes, threads=student_config.threads)
     tables = {"manifest": manifest, "predictions": predictions, "reason_codes": reasons}
     summary = manifest.select("task", "route", "rounds", "model_bytes", "platt_a", "platt_b", "sha256")
     return dg.MaterializeResult(

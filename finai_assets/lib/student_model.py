@@ -213,20 +213,21 @@ class Student:
         return [lgb.Booster(model_str=header + "".join(f"Tree={j}\n{t}" for j, t in enumerate(trees[k::self.classes])) + tail)
                 for k in range(self.classes)]
 
-    def raw_score(self, X: np.ndarray) -> np.ndarray:
-        """The student's raw score, init included: [N] for one output, [N, K] for multiclass."""
-        raw = np.asarray(self.booster.predict(X, raw_score=True))
+    def raw_score(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        """The student's raw score, init included: [N] for one output, [N, K] for multiclass.
+        `threads`: LightGBM's prediction threads (0: OpenMP's default)."""
+        raw = np.asarray(self.booster.predict(X, raw_score=True, num_threads=threads))
         if self.init is None:
             return raw
         init = np.asarray(self.init)
         return raw + (init if self.type == "multiclass" else init[0])
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
         """binary -> calibrated P(y = 1) [N]; multiclass -> class probabilities [N, K]; regression -> value [N]."""
         if self.rule is not None:
             prior = np.asarray(self.rule["prediction"], dtype=np.float64)
             return np.broadcast_to(prior, (len(X), *prior.shape)).copy()
-        raw = self.raw_score(X)
+        raw = self.raw_score(X, threads)
         if self.type == "binary":
             if self.platt is None:
                 raise ValueError(f"task {self.task!r}: a binary model student needs its Platt (a, b); {FIX}")
@@ -234,7 +235,8 @@ class Student:
             return _sigmoid(a * raw + b)
         return _softmax(raw) if self.type == "multiclass" else raw
 
-    def reason_codes(self, X: np.ndarray, feature_names: list[str], k: int, chunk_rows: int | None = None) -> pl.DataFrame:
+    def reason_codes(self, X: np.ndarray, feature_names: list[str], k: int, chunk_rows: int | None = None,
+                     threads: int = 0) -> pl.DataFrame:
         """Per row, the k features with the largest absolute LightGBM `pred_contrib` contribution
         to the raw score (multiclass: to the predicted class's raw score, from that class's trees
         alone), largest first: `reason_1..k` (feature names) and `contribution_1..k`. Computed in
@@ -249,7 +251,7 @@ class Student:
             raise ValueError(f"task {self.task!r}: k must be in [1, {n_features}], got {k}")
         chunk_rows = chunk_rows or max(1, CONTRIB_CHUNK_BYTES // (8 * (n_features + 1)))
         if self.type == "multiclass":  # explain the predicted class with that class's trees only
-            predicted = self.raw_score(X).argmax(1)
+            predicted = self.raw_score(X, threads).argmax(1)
             models = [(self.class_boosters[c], np.flatnonzero(predicted == c)) for c in range(self.classes)]
         else:
             models = [(self.booster, np.arange(len(X)))]
@@ -258,7 +260,7 @@ class Student:
         for booster, rows in models:
             for start in range(0, len(rows), chunk_rows):
                 chunk = rows[start:start + chunk_rows]
-                contrib = np.asarray(booster.predict(X[chunk], pred_contrib=True))[:, :n_features]  # the last column is the bias
+                contrib = np.asarray(booster.predict(X[chunk], pred_contrib=True, num_threads=threads))[:, :n_features]  # the last column is the bias
                 best = np.argpartition(-np.abs(contrib), k - 1, axis=1)[:, :k]
                 order = np.argsort(-np.abs(np.take_along_axis(contrib, best, 1)), axis=1, kind="stable")
                 top[chunk] = np.take_along_axis(best, order, 1)
@@ -304,7 +306,7 @@ def fit_student(spec: TaskSpec, route: str, X_train: np.ndarray, y_train: np.nda
         if X_calib is None or y_calib is None:
             raise ValueError(f"task {spec.name!r}: a binary student needs the calib rows for Platt calibration")
         X_ca, y_ca, _ = _labelled_rows(spec, "calib", X_calib, y_calib, None)
-        student.platt = platt_scaling(student.raw_score(X_ca), y_ca)
+        student.platt = platt_scaling(student.raw_score(X_ca, config.threads), y_ca)
     return student
 
 

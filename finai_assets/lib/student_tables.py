@@ -92,18 +92,19 @@ def load_students(manifest: pl.DataFrame, root: Path) -> dict[str, st.Student]:
     return out
 
 
-def predict_students(students: Mapping[str, st.Student], X: np.ndarray, specs: Sequence[TaskSpec]) -> dict[str, np.ndarray]:
+def predict_students(students: Mapping[str, st.Student], X: np.ndarray, specs: Sequence[TaskSpec],
+                     threads: int = 0) -> dict[str, np.ndarray]:
     missing = [s.name for s in specs if s.name not in students]
     if missing:
         raise ValueError(f"no student for {missing}; rematerialize distilled_students")
-    return {s.name: students[s.name].predict(X) for s in specs}
+    return {s.name: students[s.name].predict(X, threads) for s in specs}
 
 
-def student_frame(students: Mapping[str, st.Student], data: Design, specs: Sequence[TaskSpec]) -> pl.DataFrame:
-    return prediction_frame(data.ncodpers, predict_students(students, data.X, specs), specs)
+def student_frame(students: Mapping[str, st.Student], data: Design, specs: Sequence[TaskSpec], threads: int = 0) -> pl.DataFrame:
+    return prediction_frame(data.ncodpers, predict_students(students, data.X, specs, threads), specs)
 
 
-def reason_codes(students: Mapping[str, st.Student], data: Design, k: int, split: str = "test") -> pl.DataFrame:
+def reason_codes(students: Mapping[str, st.Student], data: Design, k: int, split: str = "test", threads: int = 0) -> pl.DataFrame:
     """Long table: ncodpers, task, reason_1..k, contribution_1..k for the customers of `split` (by
     default the test split, whose decisions the fidelity and fairness reports judge; TreeSHAP
     costs ~1-2 ms per row and task on one core) and every task served by a model (a rule has no
@@ -114,6 +115,6 @@ def reason_codes(students: Mapping[str, st.Student], data: Design, k: int, split
     for task, student in students.items():
         if student.model is None:
             continue
-        codes = student.reason_codes(X, data.columns, k)
+        codes = student.reason_codes(X, data.columns, k, threads=threads)
         parts.append(codes.with_columns(ncodpers=pl.Series(ncodpers), task=pl.lit(task)).select("ncodpers", "task", *codes.columns))
     return pl.concat(parts) if parts else pl.DataFrame(schema={"ncodpers": pl.Int64, "task": pl.Utf8})
