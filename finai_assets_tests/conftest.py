@@ -44,6 +44,7 @@ VERSIONS = ("v2", "v3", "v4")
 BUILD_FIXTURES = {"build", "teacher_build", "students_build"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     """Tests on the shared build are `slow`. Under xdist each module is one unit of work (its module
     fixtures are built once) and every test on the shared build joins one group, scheduled first,
