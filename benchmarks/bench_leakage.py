@@ -374,12 +374,9 @@ def main() -> None:
         built = {}
 
         def attempt(n: int) -> dict:
-            print(f"build: {VERSION} inputs at {n:,} customers (not in the ratio) ...", flush=True)
             built["build"] = build = bl.build_inputs(workdir, n, args.calibration_customers, args.max_rss_gib, args.timeout_min)
             if not build["ok"]:
                 return build
-            print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; "
-                  f"{build['features']} features x {len(build['kept_tasks'])} kept tasks", flush=True)
             print(f"ours: the full leakage screen at {n:,} customers ...", flush=True)
             return run_child("ours", workdir, n, args)
 

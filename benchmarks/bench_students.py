@@ -739,15 +739,12 @@ def main() -> None:
     n = args.customers
     with contextlib.ExitStack() as stack:
         workdir = bl.inputs_workdir(stack, args.inputs_dir, "bench_students_")
-        print(f"build: {VERSION} inputs at {n:,} customers (not timed in any ratio) ...", flush=True)
         build = bl.build_inputs(workdir, n, args.calibration_customers, args.max_rss_gib, args.timeout_min)
         if not build["ok"]:
             raise SystemExit(f"build failed at {n:,}: {build['reason']} (stage {build.get('stage')!r})\n{build.get('stderr_tail', '')}")
         if not (workdir / "protected.parquet").exists():
             raise SystemExit(f"{workdir} holds inputs built before the build kept protected.parquet (the fairness report needs it); "
                              "pass a fresh --inputs-dir")
-        print(f"  {build['wall_s']:.1f} s, peak {build['peak_rss_gib']:.2f} GiB; {build['features']} features x "
-              f"{len(build['kept_tasks'])} kept tasks", flush=True)
         print(f"teacher: PLE, {args.epochs} epochs, {args.threads} threads (context) ...", flush=True)
         te = trained("teacher", workdir, args)
         print(f"  train {te['train_s']:.1f} s, checkpoint {_kib(te['checkpoint_bytes'])}, peak {te['peak_rss_gib']:.2f} GiB", flush=True)

@@ -450,7 +450,16 @@ def build_inputs(workdir: Path, n: int, calibration_customers: int, max_rss_gib:
     """The three build steps, each in its own child (own memory), passing parquet files; reused
     when `workdir` holds a build for the same size, resumed after the last finished step of a
     build that failed part-way. On success the combined summary (also build.json), else the
-    failed child's record."""
+    failed child's record. Prints what it does and, on success, the build's wall, peak and shape."""
+    print(f"build: {VERSION} inputs at {n:,} customers (not timed in any ratio) ...", flush=True)
+    out = _build_inputs(workdir, n, calibration_customers, max_rss_gib, timeout_min)
+    if out["ok"]:
+        print(f"  {out['wall_s']:.1f} s, peak {out['peak_rss_gib']:.2f} GiB; "
+              f"{out['features']} features x {len(out['kept_tasks'])} kept tasks", flush=True)
+    return out
+
+
+def _build_inputs(workdir: Path, n: int, calibration_customers: int, max_rss_gib: float, timeout_min: float) -> dict:
     cached = workdir / "build.json"
     if cached.exists() and json.loads(cached.read_text()).get("customers") == n:
         print(f"  reusing the inputs in {workdir}", flush=True)
