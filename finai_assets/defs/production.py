@@ -16,6 +16,7 @@ from finai_assets.lib import inbox
 from finai_assets.lib import plots
 from finai_assets.lib import raw as rawlib
 from finai_assets.lib import production as prod
+from finai_assets.lib.ple.config import training_threads
 from finai_assets.lib.ple.tasks import TaskSpec
 from finai_assets.lib.storage import content_hash
 from finai_assets.resources import AuditLogResource, DataPaths, ModelRegistryResource
@@ -117,7 +118,7 @@ def production_scores(
     if champion.needs_transactions and production_snapshots[context.partition_key]["transactions"].is_empty():
         raise dg.Failure(f"{context.partition_key} has no transactions and the champion's features need them; drop the month's "
                          "transaction file (a replacement drop rebuilds the month)")
-    scores, features = prod.score_month(snapshots, transactions, champion, month)
+    scores, features = prod.score_month(snapshots, transactions, champion, month, training_threads(None))  # heavy pool: every core
     groups = prod.protected_groups(snapshots, month, champion.meta["income_edges"])
     basis_snapshots, basis_transactions = prod.label_basis(snapshots, transactions, month)
     tasks = pl.DataFrame([dataclasses.asdict(s) for s in champion.specs])

@@ -137,9 +137,11 @@ def panel(history_snapshots: pl.DataFrame, history_transactions: pl.DataFrame, m
     return snapshots, transactions
 
 
-def score_month(snapshots: pl.DataFrame, transactions: pl.DataFrame, champion: Champion, month: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+def score_month(snapshots: pl.DataFrame, transactions: pl.DataFrame, champion: Champion, month: dt.date,
+                threads: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(scores, features) of every customer present at snapshot month `month`: the champion's
-    fitted pipeline at that cutoff and its students' predictions (teacher table format)."""
+    fitted pipeline at that cutoff and its students' predictions (teacher table format) on
+    `threads` LightGBM threads (0: OpenMP's default)."""
     cutoff = month_date(month_index(month))
     features = feat.transform(snapshots, transactions, champion.pipeline, cutoff=cutoff)
     if features.is_empty():
@@ -148,7 +150,7 @@ def score_month(snapshots: pl.DataFrame, transactions: pl.DataFrame, champion: C
     if missing:
         raise ValueError(f"the champion's pipeline no longer yields {missing[:5]}...; the champion and its pipeline disagree")
     X = features.select(champion.columns).to_numpy().astype(np.float32)
-    preds = dl.predict_students(champion.students, X, champion.specs)
+    preds = dl.predict_students(champion.students, X, champion.specs, threads)
     return tl.prediction_frame(features["ncodpers"].to_numpy(), preds, champion.specs), features
 
 
