@@ -19,14 +19,11 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 KEY_METRICS = ("dagster/row_count", "val_composite", "mean_binary_test_auc", "decision", "champion_candidate", "checkpoint_sha256")
 
 
-def _execute(selection: list[str], partition: str | None, run_id: str) -> bool:
-    """One run: its events go to the instance (the run's log in the UI); the terminal shows what
-    the parent reads back from there. Whether the run succeeded."""
+def _execute(job, selection: list[str], partition: str | None, run_id: str) -> bool:
+    """One run of `job`: its events go to the instance (the run's log in the UI); the terminal
+    shows what the parent reads back from there. Whether the run succeeded."""
     import dagster as dg
 
-    from finai_assets.definitions import defs
-
-    job = defs().resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         instance=dg.DagsterInstance.get(), asset_selection=[dg.AssetKey(a) for a in selection], partition_key=partition,
         run_id=run_id, raise_on_error=False, tags={"finai/launched_by": "finai run"},
@@ -38,9 +35,12 @@ def _execute_stages(stages: list[tuple[list[str], bool, str]], partition: str | 
     """A partition's runs in order, in a child process, stopping at the first that fails. A run of
     `heavy` steps holds `heavy_lock`, so runs of other partitions never wait inside Dagster for the
     pool (Dagster 1.13 polls a pool claim without sleeping: a waiting run burns a core)."""
+    from finai_assets.definitions import defs
+
+    job = defs().resolve_implicit_global_asset_job_def()
     for selection, heavy, run_id in stages:
         with heavy_lock if heavy else contextlib.nullcontext():
-            if not _execute(selection, partition, run_id):
+            if not _execute(job, selection, partition, run_id):
                 return
 
 
