@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment, linprog
 
-from finai_assets.lib.ple.experts.optimal_transport import OptimalTransportExpert, sinkhorn
+from finai_assets.lib.ple.experts.optimal_transport import OptimalTransportExpert, entropic_ot, sinkhorn
 
 COLUMNS = ["age", "log_renta", "product_count", "txn_30d_sum", "persona_p0"]
 
@@ -113,3 +113,45 @@ def test_output_shape_aux_loss_and_gradients_reach_the_prototypes():
         assert p.grad is not None and p.grad.abs().sum() > 0
     assert expert.prototype_logits.grad.abs().sum(1).min() > 0  # every prototype gets a gradient
     assert OptimalTransportExpert.accepts(["age"]) and not OptimalTransportExpert.accepts([])
+
+
+def _unrolled_entropic_cost(a, b, support, epsilon, iterations):
+    """<P, C> + eps sum P log P with autograd through every log-domain Sinkhorn iteration."""
+    C = (support[:, None] - support[None]).pow(2).sum(-1)
+    plan, cost = sinkhorn(a, b, C, epsilon, iterations)
+    return cost + epsilon * (plan * plan.clamp_min(1e-300).log()).sum((-2, -1))
+
+
+def test_envelope_gradient_matches_the_unrolled_gradient():
+    torch.manual_seed(8)
+    a = torch.softmax(torch.randn(5, 1, 16, dtype=torch.float64), -1).requires_grad_()
+    b = torch.softmax(torch.randn(1, 8, 16, dtype=torch.float64), -1).requires_grad_()
+    support = (torch.randn(16, 4, dtype=torch.float64) / 3).requires_grad_()
+    C = (support[:, None] - support[None]).pow(2).sum(-1)
+    envelope = entropic_ot(a, b, C, 0.1, 2000)
+    unrolled = _unrolled_entropic_cost(a, b, support, 0.1, 2000)
+    torch.testing.assert_close(envelope, unrolled, atol=1e-8, rtol=1e-8)
+    g_env = torch.autograd.grad(envelope.sum(), (a, b, support))
+    g_unr = torch.autograd.grad(unrolled.sum(), (a, b, support))
+    centre = lambda g: g - g.mean(-1, keepdim=True)  # noqa: E731  (a, b live on the simplex)
+    torch.testing.assert_close(centre(g_env[0]), centre(g_unr[0]), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(centre(g_env[1]), centre(g_unr[1]), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(g_env[2], g_unr[2], atol=1e-6, rtol=1e-6)
+
+
+def test_scaling_and_log_domain_potentials_agree():
+    torch.manual_seed(9)
+    a = torch.softmax(torch.randn(6, 1, 16, dtype=torch.float64), -1)
+    b = torch.softmax(torch.randn(1, 4, 16, dtype=torch.float64), -1)
+    C = torch.rand(16, 16, dtype=torch.float64)
+    scaling = entropic_ot(a, b, C, 0.1, 300)  # max(C) / eps = 10: scaling form
+    log_domain = entropic_ot(a, b, C.expand(6, 4, 16, 16), 0.1, 300)  # batched C: log domain
+    torch.testing.assert_close(scaling, log_domain, atol=1e-8, rtol=1e-8)
+
+
+def test_expert_output_of_a_row_does_not_depend_on_its_batch():
+    torch.manual_seed(10)
+    expert = OptimalTransportExpert(COLUMNS).eval()
+    x = torch.randn(64, len(COLUMNS))
+    with torch.inference_mode():
+        torch.testing.assert_close(expert(x)[:8], expert(x[:8]), atol=1e-5, rtol=1e-5)
